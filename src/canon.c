@@ -1,0 +1,251 @@
+/* JSON writers with Python's formatting: canonical and wire JSON. */
+#include "internal.h"
+
+#include <inttypes.h>
+#include <math.h>
+
+#include <warmexec/canon.h>
+#include <warmexec/json.h>
+
+#include "alloc.h"
+#include "num.h"
+
+static int write_value(wx_buf *out, const json_t *v, unsigned flags,
+                       wx_error *err);
+
+static int put_u_escape(wx_buf *out, unsigned unit, wx_error *err)
+{
+    static const char hex[] = "0123456789abcdef";
+    char esc[6] = {'\\', 'u', hex[(unit >> 12) & 15], hex[(unit >> 8) & 15],
+                   hex[(unit >> 4) & 15], hex[unit & 15]};
+
+    return wx_buf_append(out, esc, sizeof(esc), err);
+}
+
+/* The escape of an ASCII byte, or NULL when it is written as it is. */
+static const char *ascii_escape(unsigned char c, bool ensure_ascii)
+{
+    switch (c) {
+    case '"':
+        return "\\\"";
+    case '\\':
+        return "\\\\";
+    case '\n':
+        return "\\n";
+    case '\r':
+        return "\\r";
+    case '\t':
+        return "\\t";
+    case '\b':
+        return "\\b";
+    case '\f':
+        return "\\f";
+    }
+    if (c < 0x20 || (c == 0x7f && ensure_ascii))
+        return ""; /* \u00XX */
+    return NULL;
+}
+
+/* Decode one UTF-8 sequence of a validated string; returns its length. */
+static size_t decode_utf8(const unsigned char *p, size_t left, unsigned *cp)
+{
+    if (p[0] < 0xE0 && left >= 2) {
+        *cp = (unsigned)(p[0] & 0x1F) << 6 | (p[1] & 0x3F);
+        return 2;
+    }
+    if (p[0] < 0xF0 && left >= 3) {
+        *cp = (unsigned)(p[0] & 0x0F) << 12 | (unsigned)(p[1] & 0x3F) << 6 |
+              (p[2] & 0x3F);
+        return 3;
+    }
+    if (left >= 4) {
+        *cp = (unsigned)(p[0] & 0x07) << 18 | (unsigned)(p[1] & 0x3F) << 12 |
+              (unsigned)(p[2] & 0x3F) << 6 | (p[3] & 0x3F);
+        return 4;
+    }
+    return 0;
+}
+
+/* \uXXXX for a non-ASCII code point, as a surrogate pair past U+FFFF. */
+static int put_non_ascii(wx_buf *out, unsigned cp, wx_error *err)
+{
+    int rc;
+
+    if (cp < 0x10000)
+        return put_u_escape(out, cp, err);
+    cp -= 0x10000;
+    rc = put_u_escape(out, 0xD800 + (cp >> 10), err);
+    return rc ? rc : put_u_escape(out, 0xDC00 + (cp & 0x3FF), err);
+}
+
+static int write_string(wx_buf *out, const char *s, size_t len,
+                        unsigned flags, wx_error *err)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *end = p + len;
+    bool ascii = flags & WX_JSON_ENSURE_ASCII;
+    int rc = wx_buf_putc(out, '"', err);
+
+    while (!rc && p < end) {
+        const unsigned char *run = p;
+        const char *esc = NULL;
+
+        while (p < end && !(esc = ascii_escape(*p, ascii)) &&
+               (*p < 0x80 || !ascii))
+            p++;
+        if (p > run)
+            rc = wx_buf_append(out, run, (size_t)(p - run), err);
+        if (rc || p == end)
+            break;
+        if (esc && *esc) {
+            rc = wx_buf_puts(out, esc, err);
+            p++;
+        } else if (esc) {
+            rc = put_u_escape(out, *p, err);
+            p++;
+        } else {
+            unsigned cp;
+            size_t n = decode_utf8(p, (size_t)(end - p), &cp);
+
+            if (n == 0)
+                return wx_error_set(err, WX_EINVAL,
+                                    "string is not valid UTF-8");
+            rc = put_non_ascii(out, cp, err);
+            p += n;
+        }
+    }
+    return rc ? rc : wx_buf_putc(out, '"', err);
+}
+
+static int write_real(wx_buf *out, double d, wx_error *err)
+{
+    char text[WX_FLOAT_REPR_MAX];
+    size_t n = wx__float_repr(d, text);
+
+    if (n == 0)
+        return wx_error_set(err, WX_EINVAL,
+                            "Non-finite float not allowed: %s",
+                            isnan(d) ? "nan" : d > 0 ? "inf" : "-inf");
+    return wx_buf_append(out, text, n, err);
+}
+
+static int write_array(wx_buf *out, const json_t *v, unsigned flags,
+                       wx_error *err)
+{
+    int rc = wx_buf_putc(out, '[', err);
+
+    for (size_t i = 0; !rc && i < json_array_size(v); i++) {
+        if (i)
+            rc = wx_buf_putc(out, ',', err);
+        if (!rc)
+            rc = write_value(out, json_array_get(v, i), flags, err);
+    }
+    return rc ? rc : wx_buf_putc(out, ']', err);
+}
+
+typedef struct member {
+    const char *key;
+    size_t len;
+    json_t *value;
+} member;
+
+/* Code point order equals UTF-8 byte order; a prefix sorts first. */
+static int member_cmp(const void *a, const void *b)
+{
+    const member *x = a, *y = b;
+    int c = memcmp(x->key, y->key, WX_MIN(x->len, y->len));
+
+    if (c)
+        return c;
+    return (x->len > y->len) - (x->len < y->len);
+}
+
+static int write_member(wx_buf *out, const member *m, bool first,
+                        unsigned flags, wx_error *err)
+{
+    int rc = first ? 0 : wx_buf_putc(out, ',', err);
+
+    if (!rc)
+        rc = write_string(out, m->key, m->len, flags, err);
+    if (!rc)
+        rc = wx_buf_putc(out, ':', err);
+    return rc ? rc : write_value(out, m->value, flags, err);
+}
+
+static int write_object(wx_buf *out, const json_t *v, unsigned flags,
+                        wx_error *err)
+{
+    size_t n = json_object_size(v), i = 0;
+    member stack[16];
+    member *members = stack;
+    const char *key;
+    size_t key_len;
+    json_t *value;
+    int rc;
+
+    if (n > WX_ARRAY_LEN(stack) &&
+        !(members = wx__calloc(n, sizeof(*members))))
+        return wx_error_set(err, WX_ENOMEM, "out of memory");
+    json_object_keylen_foreach((json_t *)v, key, key_len, value)
+    {
+        members[i++] = (member){key, key_len, value};
+    }
+    if (flags & WX_JSON_SORT_KEYS)
+        qsort(members, n, sizeof(*members), member_cmp);
+    rc = wx_buf_putc(out, '{', err);
+    for (i = 0; !rc && i < n; i++)
+        rc = write_member(out, &members[i], i == 0, flags, err);
+    if (!rc)
+        rc = wx_buf_putc(out, '}', err);
+    if (members != stack)
+        wx_free(members);
+    return rc;
+}
+
+static int write_value(wx_buf *out, const json_t *v, unsigned flags,
+                       wx_error *err)
+{
+    const char *big;
+    size_t big_len;
+
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return write_object(out, v, flags, err);
+    case JSON_ARRAY:
+        return write_array(out, v, flags, err);
+    case JSON_STRING:
+        big = wx_json_bigint_text(v, &big_len);
+        if (big)
+            return wx_buf_append(out, big, big_len, err);
+        return write_string(out, json_string_value(v), json_string_length(v),
+                            flags, err);
+    case JSON_INTEGER:
+        return wx_buf_printf(out, err, "%" JSON_INTEGER_FORMAT,
+                             json_integer_value(v));
+    case JSON_REAL:
+        return write_real(out, json_real_value(v), err);
+    case JSON_TRUE:
+        return wx_buf_append(out, "true", 4, err);
+    case JSON_FALSE:
+        return wx_buf_append(out, "false", 5, err);
+    case JSON_NULL:
+        return wx_buf_append(out, "null", 4, err);
+    }
+    return wx_error_set(err, WX_EINVAL, "unknown JSON value type");
+}
+
+int wx_json_write(wx_buf *out, const json_t *v, unsigned flags,
+                  wx_error *err)
+{
+    size_t mark = out->len;
+    int rc = write_value(out, v, flags, err);
+
+    if (rc)
+        wx_buf_truncate(out, mark);
+    return rc;
+}
+
+int wx_json_canonical(wx_buf *out, const json_t *v, wx_error *err)
+{
+    return wx_json_write(out, v, WX_JSON_SORT_KEYS, err);
+}

@@ -1,0 +1,103 @@
+/* Messages, exit codes and input helpers of the CLI. */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+int cli_exit_code(int rc)
+{
+    switch (rc) {
+    case WX_OK:
+        return EXIT_OK;
+    case WX_EUSAGE:
+        return EXIT_USAGE;
+    case WX_EINVAL:
+    case WX_ETOOBIG:
+    case WX_ENOTFOUND:
+    case WX_ECORRUPT:
+        return EXIT_BAD_INPUT;
+    case WX_EINTERNAL:
+        return EXIT_INTERNAL;
+    default:
+        return EXIT_SYSTEM;
+    }
+}
+
+int cli_fail(const wx_error *err)
+{
+    fprintf(stderr, "warmexec: %s\n",
+            err->message[0] ? err->message : wx_strerror(err->code));
+    return cli_exit_code(err->code);
+}
+
+int cli_usage_error(const char *command, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "warmexec: %s: ", command);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(see 'warmexec %s --help')\n", command);
+    return EXIT_USAGE;
+}
+
+int cli_read_json(cli_ctx *ctx, const char *path, json_t **out,
+                  wx_error *err)
+{
+    wx_buf b = WX_BUF_INIT(
+        (size_t)wx_config_int(ctx->cfg, WX_CONF_MAX_INPUT_BYTES));
+    int rc = wx_buf_read_file(&b, path, err);
+
+    if (rc == WX_ETOOBIG)
+        wx_error_prefix(err, rc, "input larger than max_input_bytes "
+                                 "(WARMEXEC_MAX_INPUT_BYTES)");
+    if (!rc) {
+        rc = wx_json_parse(b.data, b.len, out, err);
+        if (rc)
+            wx_error_prefix(err, rc, "%s",
+                            strcmp(path, "-") == 0 ? "standard input" : path);
+    }
+    wx_buf_release(&b);
+    return rc;
+}
+
+int cli_print_json(const json_t *v, wx_error *err)
+{
+    wx_buf b = WX_BUF_INIT(SIZE_MAX - 1);
+    int rc = wx_json_canonical(&b, v, err);
+
+    if (!rc) {
+        rc = wx_buf_putc(&b, '\n', err);
+    }
+    if (!rc && (fwrite(b.data, 1, b.len, stdout) != b.len ||
+                fflush(stdout) != 0))
+        rc = wx_error_set(err, WX_EIO, "cannot write to standard output");
+    wx_buf_release(&b);
+    return rc;
+}
+
+int cli_simple_options(const char *command, const char *usage, int argc,
+                       char **argv, int *first_arg, bool *done)
+{
+    static const struct option options[] = {{"help", no_argument, NULL, 'h'},
+                                            {NULL, 0, NULL, 0}};
+    int c;
+
+    *done = false;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "+h", options, NULL)) != -1) {
+        if (c == 'h') {
+            fputs(usage, stdout);
+            *done = true;
+            return EXIT_OK;
+        }
+        return cli_usage_error(command, "unknown option '%s'",
+                               argv[optind - 1]);
+    }
+    *first_arg = optind;
+    return EXIT_OK;
+}

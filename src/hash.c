@@ -1,0 +1,127 @@
+/* SHA-256 through OpenSSL EVP, BLAKE2b through libsodium, hex. */
+#include "internal.h"
+
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <sodium.h>
+
+#include "hash.h"
+
+static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
+
+/*
+ * sodium_init() selects the fastest implementation for this CPU; the
+ * functions are correct without it, so its result is not an error.
+ */
+static void sodium_setup(void)
+{
+    if (sodium_init() < 0)
+        return;
+}
+
+int wx__sha256_begin(wx__sha256_ctx *h, wx_error *err)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+    if (!ctx)
+        return wx_error_set(err, WX_ENOMEM, "out of memory (SHA-256)");
+    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(ctx);
+        return wx_error_set(err, WX_EINTERNAL, "SHA-256 init failed");
+    }
+    h->evp = ctx;
+    return 0;
+}
+
+int wx__sha256_update(wx__sha256_ctx *h, const void *data, size_t n,
+                      wx_error *err)
+{
+    if (n && EVP_DigestUpdate(h->evp, data, n) != 1)
+        return wx_error_set(err, WX_EINTERNAL, "SHA-256 update failed");
+    return 0;
+}
+
+int wx__sha256_finish(wx__sha256_ctx *h, uint8_t out[WX_SHA256_LEN],
+                      wx_error *err)
+{
+    unsigned int len = 0;
+    int ok = EVP_DigestFinal_ex(h->evp, out, &len);
+
+    wx__sha256_abort(h);
+    if (ok != 1 || len != WX_SHA256_LEN)
+        return wx_error_set(err, WX_EINTERNAL, "SHA-256 final failed");
+    return 0;
+}
+
+void wx__sha256_abort(wx__sha256_ctx *h)
+{
+    EVP_MD_CTX_free(h->evp);
+    h->evp = NULL;
+}
+
+int wx__sha256(const void *data, size_t n, uint8_t out[WX_SHA256_LEN],
+               wx_error *err)
+{
+    unsigned int len = 0;
+
+    if (EVP_Digest(data, n, out, &len, EVP_sha256(), NULL) != 1 ||
+        len != WX_SHA256_LEN)
+        return wx_error_set(err, WX_EINTERNAL, "SHA-256 failed");
+    return 0;
+}
+
+int wx__sha256_hex(const void *data, size_t n, char out[WX_HEX256_LEN + 1],
+                   wx_error *err)
+{
+    uint8_t digest[WX_SHA256_LEN];
+    int rc = wx__sha256(data, n, digest, err);
+
+    if (rc)
+        return rc;
+    wx__hex(digest, sizeof(digest), out);
+    return 0;
+}
+
+void wx__blake2b256(const void *data, size_t n,
+                    uint8_t out[WX_BLAKE2B256_LEN])
+{
+    pthread_once(&sodium_once, sodium_setup);
+    /* Cannot fail for a 32-byte output and no key. */
+    crypto_generichash(out, WX_BLAKE2B256_LEN, data, n, NULL, 0);
+}
+
+void wx__blake2b256_hex(const void *data, size_t n,
+                        char out[WX_HEX256_LEN + 1])
+{
+    uint8_t digest[WX_BLAKE2B256_LEN];
+
+    wx__blake2b256(data, n, digest);
+    wx__hex(digest, sizeof(digest), out);
+}
+
+void wx__hex(const uint8_t *bytes, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[bytes[i] >> 4];
+        out[2 * i + 1] = digits[bytes[i] & 0xf];
+    }
+    out[2 * n] = '\0';
+}
+
+bool wx__is_lower_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
+    }
+    return true;
+}
+
+bool wx__is_hex256(const char *s)
+{
+    return strlen(s) == WX_HEX256_LEN && wx__is_lower_hex(s, WX_HEX256_LEN);
+}

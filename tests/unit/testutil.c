@@ -1,0 +1,86 @@
+/* Helpers shared by the unit tests. */
+#define _GNU_SOURCE 1
+#include "testutil.h"
+
+#include <ftw.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+json_t *tu_json(const char *text)
+{
+    wx_error err = WX_ERROR_INIT;
+    json_t *v = NULL;
+
+    if (wx_json_parse(text, strlen(text), &v, &err) != 0)
+        fail_msg("cannot parse test JSON '%s': %s", text, err.message);
+    return v;
+}
+
+json_t *tu_vectors(void)
+{
+    static json_t *vectors;
+    wx_error err = WX_ERROR_INIT;
+    wx_buf b = WX_BUF_INIT(16u << 20);
+
+    if (vectors)
+        return vectors;
+    if (wx_buf_read_file(&b, WX_TEST_DATA_DIR "/contracts.json", &err) != 0 ||
+        wx_json_parse(b.data, b.len, &vectors, &err) != 0)
+        fail_msg("cannot load the vectors: %s", err.message);
+    wx_buf_release(&b);
+    return vectors;
+}
+
+char *tu_canon(const json_t *v)
+{
+    wx_error err = WX_ERROR_INIT;
+    wx_buf b = WX_BUF_INIT(1u << 30);
+
+    assert_ok(wx_json_canonical(&b, v, &err), &err);
+    return wx_buf_detach(&b, NULL);
+}
+
+char *tu_tempdir(void)
+{
+    char *path = strdup("/tmp/wx-test-XXXXXX");
+
+    if (!path || !mkdtemp(path))
+        fail_msg("mkdtemp failed");
+    return path;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag,
+                        struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    chmod(path, 0700);
+    return remove(path);
+}
+
+void tu_rmtree(const char *path)
+{
+    nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int tu_setup_tempdir(void **state)
+{
+    *state = tu_tempdir();
+    return 0;
+}
+
+int tu_teardown_tempdir(void **state)
+{
+    tu_rmtree(*state);
+    free(*state);
+    return 0;
+}
+
+const char *tu_path(const char *dir, const char *name)
+{
+    static char path[4096];
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return path;
+}

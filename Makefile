@@ -5,6 +5,7 @@
 #   make test         build with -Werror and run the suite, then the same
 #                     suite again under AddressSanitizer + UBSan
 #   make demo         build and run the bundled example
+#   make bench        run the benchmarks (figures for docs/performance.md)
 #   make install PREFIX=/usr/local
 
 PREFIX ?= /usr/local
@@ -18,7 +19,7 @@ DEB_PACKAGES = gcc make cmake pkg-config libjansson-dev libssl-dev \
 CMAKE_RELEASE = -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWX_WERROR=ON
 CMAKE_ASAN = -DCMAKE_BUILD_TYPE=Debug -DWX_WERROR=ON -DWX_SANITIZE=ON
 
-.PHONY: all deps build test test-release test-asan demo install clean
+.PHONY: all deps build test test-release test-asan demo bench install clean
 
 all: build
 
@@ -41,6 +42,9 @@ test-asan: deps
 
 demo: build
 	@sh examples/demo.sh $(BUILD)/bin/warmexec
+
+bench: build
+	@sh bench/run.sh $(BUILD)
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)

@@ -8,6 +8,7 @@
 #include <warmexec/json.h>
 
 #include "alloc.h"
+#include "canon.h"
 #include "num.h"
 
 static int write_value(wx_buf *out, const json_t *v, unsigned flags,
@@ -22,8 +23,8 @@ static int put_u_escape(wx_buf *out, unsigned unit, wx_error *err)
     return wx_buf_append(out, esc, sizeof(esc), err);
 }
 
-/* The escape of an ASCII byte, or NULL when it is written as it is. */
-static const char *ascii_escape(unsigned char c, bool ensure_ascii)
+/* The short escape of an ASCII byte, or "" for a \u00XX escape. */
+static const char *ascii_escape(unsigned char c)
 {
     switch (c) {
     case '"':
@@ -41,9 +42,7 @@ static const char *ascii_escape(unsigned char c, bool ensure_ascii)
     case '\f':
         return "\\f";
     }
-    if (c < 0x20 || (c == 0x7f && ensure_ascii))
-        return ""; /* \u00XX */
-    return NULL;
+    return "";
 }
 
 /* Decode one UTF-8 sequence of a validated string; returns its length. */
@@ -78,43 +77,69 @@ static int put_non_ascii(wx_buf *out, unsigned cp, wx_error *err)
     return rc ? rc : put_u_escape(out, 0xDC00 + (cp & 0x3FF), err);
 }
 
-static int write_string(wx_buf *out, const char *s, size_t len,
-                        unsigned flags, wx_error *err)
+/* A byte written as it is (no escape) in a JSON string. */
+static bool is_plain(unsigned char c, bool ascii)
+{
+    return c >= 0x20 && c != '"' && c != '\\' && !(ascii && c >= 0x7f);
+}
+
+/* Write the escape of the byte or UTF-8 sequence at p; returns its length. */
+static size_t write_escape(wx_buf *out, const unsigned char *p,
+                           const unsigned char *end, wx_error *err, int *rc)
+{
+    const char *esc;
+    unsigned cp;
+    size_t n;
+
+    if (*p < 0x80) {
+        esc = ascii_escape(*p);
+        *rc = *esc ? wx_buf_puts(out, esc, err) : put_u_escape(out, *p, err);
+        return 1;
+    }
+    n = decode_utf8(p, (size_t)(end - p), &cp);
+    if (n == 0) {
+        *rc = wx_error_set(err, WX_EINVAL, "string is not valid UTF-8");
+        return 1;
+    }
+    *rc = put_non_ascii(out, cp, err);
+    return n;
+}
+
+int wx__canon_string(wx_buf *out, const char *s, size_t len, unsigned flags,
+                     wx_error *err)
 {
     const unsigned char *p = (const unsigned char *)s;
     const unsigned char *end = p + len;
     bool ascii = flags & WX_JSON_ENSURE_ASCII;
-    int rc = wx_buf_putc(out, '"', err);
+    int rc = wx_buf_reserve(out, len + 2, err);
 
+    if (!rc)
+        rc = wx_buf_putc(out, '"', err);
     while (!rc && p < end) {
         const unsigned char *run = p;
-        const char *esc = NULL;
 
-        while (p < end && !(esc = ascii_escape(*p, ascii)) &&
-               (*p < 0x80 || !ascii))
+        while (p < end && is_plain(*p, ascii))
             p++;
         if (p > run)
             rc = wx_buf_append(out, run, (size_t)(p - run), err);
-        if (rc || p == end)
-            break;
-        if (esc && *esc) {
-            rc = wx_buf_puts(out, esc, err);
-            p++;
-        } else if (esc) {
-            rc = put_u_escape(out, *p, err);
-            p++;
-        } else {
-            unsigned cp;
-            size_t n = decode_utf8(p, (size_t)(end - p), &cp);
-
-            if (n == 0)
-                return wx_error_set(err, WX_EINVAL,
-                                    "string is not valid UTF-8");
-            rc = put_non_ascii(out, cp, err);
-            p += n;
-        }
+        if (!rc && p < end)
+            p += write_escape(out, p, end, err, &rc);
     }
     return rc ? rc : wx_buf_putc(out, '"', err);
+}
+
+int wx__canon_int(wx_buf *out, int64_t v, wx_error *err)
+{
+    char text[24], *p = text + sizeof(text);
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    return wx_buf_append(out, p, (size_t)(text + sizeof(text) - p), err);
 }
 
 static int write_real(wx_buf *out, double d, wx_error *err)
@@ -166,7 +191,7 @@ static int write_member(wx_buf *out, const member *m, bool first,
     int rc = first ? 0 : wx_buf_putc(out, ',', err);
 
     if (!rc)
-        rc = write_string(out, m->key, m->len, flags, err);
+        rc = wx__canon_string(out, m->key, m->len, flags, err);
     if (!rc)
         rc = wx_buf_putc(out, ':', err);
     return rc ? rc : write_value(out, m->value, flags, err);
@@ -217,11 +242,10 @@ static int write_value(wx_buf *out, const json_t *v, unsigned flags,
         big = wx_json_bigint_text(v, &big_len);
         if (big)
             return wx_buf_append(out, big, big_len, err);
-        return write_string(out, json_string_value(v), json_string_length(v),
-                            flags, err);
+        return wx__canon_string(out, json_string_value(v),
+                                json_string_length(v), flags, err);
     case JSON_INTEGER:
-        return wx_buf_printf(out, err, "%" JSON_INTEGER_FORMAT,
-                             json_integer_value(v));
+        return wx__canon_int(out, json_integer_value(v), err);
     case JSON_REAL:
         return write_real(out, json_real_value(v), err);
     case JSON_TRUE:

@@ -10,6 +10,7 @@
 #include <warmexec/json.h>
 
 #include "alloc.h"
+#include "canon.h"
 #include "hash.h"
 
 /* Identifier inputs are small; a generous bound keeps them honest. */
@@ -29,19 +30,41 @@ void wx_digest_hex(const void *data, size_t n, char out[WX_ID_LEN + 1])
     wx__blake2b256_hex(data, n, out);
 }
 
-/* digest_bytes(canonical_json(v)) */
-static int leaf_from_json(leaf *lf, const char *kind, const char *name,
-                          const json_t *v, wx_error *err)
+static void set_leaf(leaf *lf, const char *kind, const char *name,
+                     const wx_buf *canonical)
 {
-    wx_buf b = WX_BUF_INIT(ID_INPUT_MAX);
-    int rc = wx_json_canonical(&b, v, err);
-
-    if (!rc)
-        wx_digest_hex(b.data, b.len, lf->digest);
     lf->kind = kind;
     lf->name = name;
-    wx_buf_release(&b);
+    wx_digest_hex(canonical->data, canonical->len, lf->digest);
+}
+
+/* digest_bytes(canonical_json(v)); `b` is scratch space. */
+static int leaf_from_json(leaf *lf, const char *kind, const char *name,
+                          const json_t *v, wx_buf *b, wx_error *err)
+{
+    int rc;
+
+    wx_buf_reset(b);
+    rc = wx_json_canonical(b, v, err);
+    if (!rc)
+        set_leaf(lf, kind, name, b);
     return rc;
+}
+
+static int put_str(wx_buf *b, const char *s, wx_error *err)
+{
+    return wx__canon_string(b, s, strlen(s), 0, err);
+}
+
+static int put_u64(wx_buf *b, uint64_t v, wx_error *err)
+{
+    char text[24], *p = text + sizeof(text);
+
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return wx_buf_append(b, p, (size_t)(text + sizeof(text) - p), err);
 }
 
 static int leaf_cmp(const void *a, const void *b)
@@ -52,33 +75,38 @@ static int leaf_cmp(const void *a, const void *b)
     return c ? c : strcmp(x->name, y->name);
 }
 
-/* compute_root(): sort by (kind, name), hash the canonical payload. */
-static int compute_root(leaf *leaves, size_t n, char out[WX_ID_LEN + 1],
-                        wx_error *err)
+/*
+ * compute_root(): sort by (kind, name) and hash the canonical payload
+ * {"leaves":[{"digest":D,"kind":K,"name":N},...],"version":1}, written
+ * directly in its (already sorted) key order.
+ */
+static int compute_root(leaf *leaves, size_t n, wx_buf *b,
+                        char out[WX_ID_LEN + 1], wx_error *err)
 {
-    json_t *list = json_array(), *payload = NULL;
-    leaf root;
     int rc;
 
     qsort(leaves, n, sizeof(*leaves), leaf_cmp);
-    for (size_t i = 0; list && i < n; i++) {
-        json_t *item = json_pack("{s:s,s:s,s:s}", "digest", leaves[i].digest,
-                                 "kind", leaves[i].kind, "name",
-                                 leaves[i].name);
-
-        if (!item || json_array_append_new(list, item) != 0) {
-            json_decref(list);
-            list = NULL;
-        }
+    wx_buf_reset(b);
+    rc = wx_buf_puts(b, "{\"leaves\":[", err);
+    for (size_t i = 0; !rc && i < n; i++) {
+        rc = wx_buf_puts(b, i ? ",{\"digest\":\"" : "{\"digest\":\"", err);
+        if (!rc)
+            rc = wx_buf_append(b, leaves[i].digest, WX_ID_LEN, err);
+        if (!rc)
+            rc = wx_buf_puts(b, "\",\"kind\":", err);
+        if (!rc)
+            rc = put_str(b, leaves[i].kind, err);
+        if (!rc)
+            rc = wx_buf_puts(b, ",\"name\":", err);
+        if (!rc)
+            rc = put_str(b, leaves[i].name, err);
+        if (!rc)
+            rc = wx_buf_putc(b, '}', err);
     }
-    if (list)
-        payload = json_pack("{s:o,s:i}", "leaves", list, "version", 1);
-    if (!payload)
-        return wx_error_set(err, WX_ENOMEM, "out of memory");
-    rc = leaf_from_json(&root, "", "", payload, err);
     if (!rc)
-        memcpy(out, root.digest, sizeof(root.digest));
-    json_decref(payload);
+        rc = wx_buf_puts(b, "],\"version\":1}", err);
+    if (!rc)
+        wx_digest_hex(b->data, b->len, out);
     return rc;
 }
 
@@ -98,72 +126,65 @@ int wx_param_id(const json_t *params, char out[WX_ID_LEN + 1], wx_error *err)
     return rc;
 }
 
-/* A JSON integer for any uint64 (a big integer past INT64_MAX). */
-static json_t *seed_value(uint64_t seed)
-{
-    char text[24];
-    int n;
-
-    if (seed <= INT64_MAX)
-        return json_integer((json_int_t)seed);
-    n = snprintf(text, sizeof(text), "%" PRIu64, seed);
-    return wx_json_bigint(text, (size_t)n);
-}
-
 static bool non_empty_object(const json_t *v)
 {
     return v && json_object_size(v) > 0;
 }
 
-/* The leaves of sim_root in `leaves` (room for 6); returns the count. */
-static int sim_root_leaves(leaf *leaves, const char *bundle_ref,
-                           const json_t *params, uint64_t seed,
-                           const char *entrypoint, const json_t *config,
-                           const json_t *env, wx_error *err)
+/* The fixed leaves of sim_root: code, seed and scenario. */
+static int fixed_leaves(leaf *leaves, const char *bundle_ref, uint64_t seed,
+                        const char *entrypoint, wx_buf *b, wx_error *err)
 {
     char scenario[WX_SCENARIO_MAX + 1];
-    json_t *code = json_pack("{s:s}", "ref", bundle_ref);
-    json_t *seed_json = seed_value(seed);
-    json_t *scenario_json;
-    int n = 0, rc = 0;
+    int rc;
 
+    wx_buf_reset(b);
+    rc = wx_buf_puts(b, "{\"ref\":", err);
+    if (!rc)
+        rc = put_str(b, bundle_ref, err);
+    if (!rc)
+        rc = wx_buf_putc(b, '}', err);
+    if (rc)
+        return rc;
+    set_leaf(&leaves[0], "code", "bundle", b);
+    wx_buf_reset(b);
+    rc = put_u64(b, seed, err);
+    if (rc)
+        return rc;
+    set_leaf(&leaves[1], "seed", "seed", b);
     wx_entrypoint_scenario(entrypoint, scenario);
-    scenario_json = json_string(scenario);
-    if (!code || !seed_json || !scenario_json)
-        rc = wx_error_set(err, WX_ENOMEM, "out of memory");
+    wx_buf_reset(b);
+    rc = put_str(b, scenario, err);
     if (!rc)
-        rc = leaf_from_json(&leaves[n++], "code", "bundle", code, err);
-    if (!rc)
-        rc = leaf_from_json(&leaves[n++], "params", "parameters", params, err);
-    if (!rc)
-        rc = leaf_from_json(&leaves[n++], "seed", "seed", seed_json, err);
-    if (!rc)
-        rc = leaf_from_json(&leaves[n++], "scenario", "name", scenario_json,
-                            err);
-    if (!rc && non_empty_object(config))
-        rc = leaf_from_json(&leaves[n++], "config", "config", config, err);
-    if (!rc && non_empty_object(env))
-        rc = leaf_from_json(&leaves[n++], "env", "env", env, err);
-    json_decref(code);
-    json_decref(seed_json);
-    json_decref(scenario_json);
-    return rc ? rc : n;
+        set_leaf(&leaves[2], "scenario", "name", b);
+    return rc;
 }
 
 int wx_sim_root(const char *bundle_ref, const json_t *params, uint64_t seed,
                 const char *entrypoint, const json_t *config,
                 const json_t *env, char out[WX_ID_LEN + 1], wx_error *err)
 {
+    wx_buf b = WX_BUF_INIT(ID_INPUT_MAX);
     leaf leaves[6];
-    int n;
+    size_t n = 3;
+    int rc;
 
     if (!json_is_object(params))
         return wx_error_set(err, WX_EINVAL, "params must be an object");
-    n = sim_root_leaves(leaves, bundle_ref, params, seed, entrypoint, config,
-                        env, err);
-    if (n < 0)
-        return n;
-    return compute_root(leaves, (size_t)n, out, err);
+    rc = fixed_leaves(leaves, bundle_ref, seed, entrypoint, &b, err);
+    if (!rc)
+        rc = leaf_from_json(&leaves[n++], "params", "parameters", params, &b,
+                            err);
+    /* An empty config or env counts as absent. */
+    if (!rc && non_empty_object(config))
+        rc = leaf_from_json(&leaves[n++], "config", "config", config, &b,
+                            err);
+    if (!rc && non_empty_object(env))
+        rc = leaf_from_json(&leaves[n++], "env", "env", env, &b, err);
+    if (!rc)
+        rc = compute_root(leaves, n, &b, out, err);
+    wx_buf_release(&b);
+    return rc;
 }
 
 static int str_cmp(const void *a, const void *b)
@@ -225,25 +246,28 @@ static int outputs_key(const json_t *outputs, wx_buf *key, wx_error *err)
 int wx_task_id(const char *sim_root, const char *entrypoint,
                const json_t *outputs, char out[WX_ID_LEN + 1], wx_error *err)
 {
-    wx_buf key = WX_BUF_INIT(ID_INPUT_MAX);
-    json_t *payload = NULL;
-    leaf lf;
+    wx_buf key = WX_BUF_INIT(ID_INPUT_MAX), b = WX_BUF_INIT(ID_INPUT_MAX);
     int rc = outputs_key(outputs, &key, err);
 
-    if (!rc) {
-        payload = json_pack("{s:s,s:s%,s:s}", "entrypoint", entrypoint,
-                            "outputs", key.data, key.len, "sim_root",
-                            sim_root);
-        if (!payload)
-            rc = wx_error_set(err, WX_EINVAL,
-                              "task_id inputs must be valid UTF-8");
-    }
+    /* {"entrypoint":E,"outputs":K,"sim_root":R}, keys already sorted. */
     if (!rc)
-        rc = leaf_from_json(&lf, "", "", payload, err);
+        rc = wx_buf_puts(&b, "{\"entrypoint\":", err);
     if (!rc)
-        memcpy(out, lf.digest, sizeof(lf.digest));
-    json_decref(payload);
+        rc = put_str(&b, entrypoint, err);
+    if (!rc)
+        rc = wx_buf_puts(&b, ",\"outputs\":", err);
+    if (!rc)
+        rc = wx__canon_string(&b, key.data, key.len, 0, err);
+    if (!rc)
+        rc = wx_buf_puts(&b, ",\"sim_root\":", err);
+    if (!rc)
+        rc = put_str(&b, sim_root, err);
+    if (!rc)
+        rc = wx_buf_putc(&b, '}', err);
+    if (!rc)
+        wx_digest_hex(b.data, b.len, out);
     wx_buf_release(&key);
+    wx_buf_release(&b);
     return rc;
 }
 
@@ -277,25 +301,30 @@ static void leaf_from_text(leaf *lf, const char *kind, const char *name,
     wx_digest_hex(text, strlen(text), lf->digest);
 }
 
-/* The sorted sim_roots as a JSON array of strings. */
-static json_t *sorted_roots(const char *const *sim_roots, size_t n)
+/* The sorted sim_roots as a canonical JSON array of strings. */
+static int sorted_roots_json(const char *const *sim_roots, size_t n,
+                             wx_buf *b, wx_error *err)
 {
-    const char **sorted = wx__calloc(n ? n : 1, sizeof(*sorted));
-    json_t *list = json_array();
+    int rc;
 
-    if (!sorted || !list)
-        goto fail;
-    memcpy(sorted, sim_roots, n * sizeof(*sorted));
-    qsort(sorted, n, sizeof(*sorted), str_cmp);
-    for (size_t i = 0; i < n; i++)
-        if (json_array_append_new(list, json_string(sorted[i])) != 0)
-            goto fail;
-    wx_free(sorted);
-    return list;
-fail:
-    wx_free(sorted);
-    json_decref(list);
-    return NULL;
+    wx_buf_reset(b);
+    rc = wx_buf_putc(b, '[', err);
+    if (!rc && n) {
+        const char **sorted = wx__calloc(n, sizeof(*sorted));
+
+        if (!sorted)
+            return wx_error_set(err, WX_ENOMEM, "out of memory");
+        memcpy(sorted, sim_roots, n * sizeof(*sorted));
+        qsort(sorted, n, sizeof(*sorted), str_cmp);
+        for (size_t i = 0; !rc && i < n; i++) {
+            if (i)
+                rc = wx_buf_putc(b, ',', err);
+            if (!rc)
+                rc = put_str(b, sorted[i], err);
+        }
+        wx_free(sorted);
+    }
+    return rc ? rc : wx_buf_putc(b, ']', err);
 }
 
 int wx_calib_root(const char *targets_id, const char *optimizer_id,
@@ -303,19 +332,21 @@ int wx_calib_root(const char *targets_id, const char *optimizer_id,
                   const char *calib_code_id, const char *env_id,
                   char out[WX_ID_LEN + 1], wx_error *err)
 {
+    wx_buf b = WX_BUF_INIT(ID_INPUT_MAX);
     leaf leaves[5];
-    json_t *roots = sorted_roots(sim_roots, n);
     int rc;
 
-    if (!roots)
-        return wx_error_set(err, WX_ENOMEM, "out of memory");
     leaf_from_text(&leaves[0], "targets", "data", targets_id);
     leaf_from_text(&leaves[1], "optimizer", "config", optimizer_id);
     leaf_from_text(&leaves[2], "code", "calib", calib_code_id);
     leaf_from_text(&leaves[3], "env", "runtime", env_id);
-    rc = leaf_from_json(&leaves[4], "code", "sim_roots", roots, err);
-    json_decref(roots);
-    return rc ? rc : compute_root(leaves, WX_ARRAY_LEN(leaves), out, err);
+    rc = sorted_roots_json(sim_roots, n, &b, err);
+    if (!rc) {
+        set_leaf(&leaves[4], "code", "sim_roots", &b);
+        rc = compute_root(leaves, WX_ARRAY_LEN(leaves), &b, out, err);
+    }
+    wx_buf_release(&b);
+    return rc;
 }
 
 int wx_shard(const char *digest, int depth, int width, wx_buf *out,

@@ -1,6 +1,7 @@
 /* Python-compatible float repr and locale-independent number parsing. */
 #include "internal.h"
 
+#include <float.h>
 #include <locale.h>
 #include <math.h>
 #include <pthread.h>
@@ -88,19 +89,42 @@ static bool neighbour(const char *digits, int n, int exp10, int delta,
     return true;
 }
 
+/* Drop trailing zeros of a digit string; returns the new length. */
+static int strip_zeros(char *digits, int n)
+{
+    while (n > 1 && digits[n - 1] == '0')
+        digits[--n] = '\0';
+    return n;
+}
+
 /*
- * Find the shortest decimal digits that read back to `v` (> 0, finite).
- * The correctly rounded candidate at each length is tried first; near a
- * power of two the rounding interval is lopsided, so the neighbours of a
- * failing candidate are tried too (what David Gay's shortest mode finds).
+ * Find the shortest decimal digits that read back to `v` (> 0, finite),
+ * the closest to `v` among those (Python's repr, David Gay's shortest
+ * mode).
+ *
+ * At most one decimal of 15 or fewer significant digits reads back to a
+ * given double (DBL_DIG = 15: such decimals survive a round trip through
+ * double, so two of them cannot share one).  So when the 15-digit rounding
+ * of `v` reads back, it is that decimal and, without its trailing zeros,
+ * the shortest.  Otherwise 16 digits are tried, then 17, which always
+ * read back.  (Subnormals are searched from one digit up.)  Near a power
+ * of two the rounding interval is lopsided and
+ * the correctly rounded candidate can miss while its neighbour in the
+ * last digit reads back; then the neighbour is the answer.
  */
 static int shortest_digits(double v, char digits[24], int *exp10)
 {
     char buf[48];
+    int n;
 
-    for (int prec = 1; prec <= 17; prec++) {
-        int n;
-
+    if (v >= DBL_MIN) {
+        format_e(v, 15, buf, sizeof(buf));
+        n = split_e(buf, digits, exp10);
+        if (reads_back(buf, v))
+            return strip_zeros(digits, n);
+    }
+    /* Subnormals have fewer bits: the 15-digit argument does not hold. */
+    for (int prec = v >= DBL_MIN ? 16 : 1; prec <= 17; prec++) {
         format_e(v, prec, buf, sizeof(buf));
         n = split_e(buf, digits, exp10);
         if (reads_back(buf, v))

@@ -154,17 +154,52 @@ static int write_real(wx_buf *out, double d, wx_error *err)
     return wx_buf_append(out, text, n, err);
 }
 
+/*
+ * With WX_JSON_PRETTY, the nesting depth travels in the flags' upper bits
+ * so the recursive writers keep one signature.
+ */
+#define DEPTH_SHIFT 8
+#define DEPTH(flags) ((flags) >> DEPTH_SHIFT)
+#define DEEPER(flags) ((flags) + (1u << DEPTH_SHIFT))
+
+/* Pretty output: a line break and the indentation of `depth`. */
+static int line_break(wx_buf *out, unsigned flags, unsigned depth,
+                      wx_error *err)
+{
+    int rc;
+
+    if (!(flags & WX_JSON_PRETTY))
+        return 0;
+    rc = wx_buf_putc(out, '\n', err);
+    for (unsigned i = 0; !rc && i < depth; i++)
+        rc = wx_buf_append(out, "  ", 2, err);
+    return rc;
+}
+
+/* Between two items: "," compact, ",\n<indent>" pretty. */
+static int separator(wx_buf *out, unsigned flags, wx_error *err)
+{
+    int rc = wx_buf_putc(out, ',', err);
+
+    return rc ? rc : line_break(out, flags, DEPTH(flags) + 1, err);
+}
+
 static int write_array(wx_buf *out, const json_t *v, unsigned flags,
                        wx_error *err)
 {
+    size_t n = json_array_size(v);
     int rc = wx_buf_putc(out, '[', err);
 
-    for (size_t i = 0; !rc && i < json_array_size(v); i++) {
+    if (!rc && n)
+        rc = line_break(out, flags, DEPTH(flags) + 1, err);
+    for (size_t i = 0; !rc && i < n; i++) {
         if (i)
-            rc = wx_buf_putc(out, ',', err);
+            rc = separator(out, flags, err);
         if (!rc)
-            rc = write_value(out, json_array_get(v, i), flags, err);
+            rc = write_value(out, json_array_get(v, i), DEEPER(flags), err);
     }
+    if (!rc && n)
+        rc = line_break(out, flags, DEPTH(flags), err);
     return rc ? rc : wx_buf_putc(out, ']', err);
 }
 
@@ -188,13 +223,14 @@ static int member_cmp(const void *a, const void *b)
 static int write_member(wx_buf *out, const member *m, bool first,
                         unsigned flags, wx_error *err)
 {
-    int rc = first ? 0 : wx_buf_putc(out, ',', err);
+    int rc = first ? 0 : separator(out, flags, err);
 
     if (!rc)
         rc = wx__canon_string(out, m->key, m->len, flags, err);
     if (!rc)
-        rc = wx_buf_putc(out, ':', err);
-    return rc ? rc : write_value(out, m->value, flags, err);
+        rc = (flags & WX_JSON_PRETTY) ? wx_buf_append(out, ": ", 2, err)
+                                      : wx_buf_putc(out, ':', err);
+    return rc ? rc : write_value(out, m->value, DEEPER(flags), err);
 }
 
 static int write_object(wx_buf *out, const json_t *v, unsigned flags,
@@ -218,8 +254,12 @@ static int write_object(wx_buf *out, const json_t *v, unsigned flags,
     if (flags & WX_JSON_SORT_KEYS)
         qsort(members, n, sizeof(*members), member_cmp);
     rc = wx_buf_putc(out, '{', err);
+    if (!rc && n)
+        rc = line_break(out, flags, DEPTH(flags) + 1, err);
     for (i = 0; !rc && i < n; i++)
         rc = write_member(out, &members[i], i == 0, flags, err);
+    if (!rc && n)
+        rc = line_break(out, flags, DEPTH(flags), err);
     if (!rc)
         rc = wx_buf_putc(out, '}', err);
     if (members != stack)
@@ -262,7 +302,7 @@ int wx_json_write(wx_buf *out, const json_t *v, unsigned flags,
                   wx_error *err)
 {
     size_t mark = out->len;
-    int rc = write_value(out, v, flags, err);
+    int rc = write_value(out, v, flags & ((1u << DEPTH_SHIFT) - 1), err);
 
     if (rc)
         wx_buf_truncate(out, mark);

@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <warmexec/config.h>
@@ -29,6 +30,70 @@ static const wx_conf_entry table[WX_CONF__COUNT] = {
                                  "WARMEXEC_MAX_INPUT_BYTES", 1, 64 * GiB,
                                  "largest JSON input (task, study, "
                                  "aggregation) read from a file or stdin"},
+    [WX_CONF_JOBS] = {"jobs", WX_CONF_INT, "0", "WARMEXEC_JOBS", 0, 4096,
+                      "dispatcher threads, and warm workers per bundle; 0 = "
+                      "the number of CPUs"},
+    [WX_CONF_MAX_PROCESSES] = {"max_processes", WX_CONF_INT, "128",
+                               "WARMEXEC_MAX_PROCESSES", 1, 4096,
+                               "most worker processes alive at once"},
+    [WX_CONF_START_TIMEOUT] = {"start_timeout", WX_CONF_SECONDS, "60",
+                               "WARMEXEC_START_TIMEOUT", 0, 0,
+                               "seconds from spawn to the runner's ready"},
+    [WX_CONF_TASK_TIMEOUT] = {"task_timeout", WX_CONF_SECONDS, "1800",
+                              "WARMEXEC_TASK_TIMEOUT", 0, 0,
+                              "seconds a task may take; then its worker is "
+                              "killed"},
+    [WX_CONF_MAX_TASKS_PER_WORKER] = {"max_tasks_per_worker", WX_CONF_INT,
+                                      "0", "WARMEXEC_MAX_TASKS_PER_WORKER",
+                                      0, INT64_MAX,
+                                      "recycle a worker after this many "
+                                      "tasks; 0 = never"},
+    [WX_CONF_WORKER_TTL] = {"worker_ttl", WX_CONF_SECONDS, "0",
+                            "WARMEXEC_WORKER_TTL", 0, 0,
+                            "recycle a worker after this many seconds; 0 = "
+                            "never"},
+    [WX_CONF_MEM_LIMIT_BYTES] = {"mem_limit_bytes", WX_CONF_BYTES, "0",
+                                 "WARMEXEC_MEM_LIMIT_BYTES", 0, 1024 * GiB,
+                                 "address-space limit of a worker; 0 = none"},
+    [WX_CONF_MAX_FRAME_BYTES] = {"max_frame_bytes", WX_CONF_BYTES, "1G",
+                                 "WARMEXEC_MAX_FRAME_BYTES", 64 * KiB,
+                                 64 * GiB,
+                                 "largest protocol frame a worker may send"},
+    [WX_CONF_ATTACHMENTS] = {"attachments", WX_CONF_BOOL, "true",
+                             "WARMEXEC_ATTACHMENTS", 0, 1,
+                             "offer runners the warmexec/1 extension (raw "
+                             "artifact bytes instead of base64)"},
+    [WX_CONF_SHUTDOWN_GRACE] = {"shutdown_grace", WX_CONF_SECONDS, "5",
+                                "WARMEXEC_SHUTDOWN_GRACE", 0, 0,
+                                "seconds a worker gets to exit after "
+                                "shutdown, and again after SIGTERM"},
+    [WX_CONF_NATIVE_RUNNER] = {"native_runner", WX_CONF_STRING, NULL,
+                               "WARMEXEC_NATIVE_RUNNER", 0, 0,
+                               "the native runner program; default "
+                               "warmexec-runner next to this program"},
+    [WX_CONF_PYTHON] = {"python", WX_CONF_STRING, "python3",
+                        "WARMEXEC_PYTHON", 0, 0,
+                        "the Python interpreter of python bundles"},
+    [WX_CONF_PYTHON_RUNNER] = {"python_runner", WX_CONF_STRING, NULL,
+                               "WARMEXEC_PYTHON_RUNNER", 0, 0,
+                               "warmexec_runner.py; default "
+                               "../share/warmexec/ next to this program, else "
+                               "the source tree's"},
+    [WX_CONF_INLINE_MAX_BYTES] = {"inline_artifact_max_bytes", WX_CONF_BYTES,
+                                  "64000", "WARMEXEC_INLINE_ARTIFACT_MAX_BYTES",
+                                  0, 524288,
+                                  "artifacts up to this size stay inline in "
+                                  "results; larger ones go to the CAS"},
+    [WX_CONF_MAX_RETRIES] = {"max_retries", WX_CONF_INT, "2",
+                             "WARMEXEC_MAX_RETRIES", 0, 100,
+                             "retries of a task after a retryable failure "
+                             "(crash, timeout, protocol error), each on a "
+                             "fresh worker"},
+    [WX_CONF_CAS_FSYNC] = {"cas_fsync", WX_CONF_BOOL, "true",
+                           "WARMEXEC_CAS_FSYNC",
+                           0, 1,
+                           "fsync each CAS object before using it "
+                           "(docs/cas.md)"},
 };
 
 typedef struct conf_value {
@@ -145,9 +210,29 @@ static int parse_seconds(const char *text, double *out)
     return 0;
 }
 
+static int parse_bool(const char *text, int64_t *out)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+
+    for (size_t i = 0; i < WX_ARRAY_LEN(yes); i++) {
+        if (strcasecmp(text, yes[i]) == 0) {
+            *out = 1;
+            return 0;
+        }
+        if (strcasecmp(text, no[i]) == 0) {
+            *out = 0;
+            return 0;
+        }
+    }
+    return -1;
+}
+
 static const char *type_rule(wx_conf_type type)
 {
     switch (type) {
+    case WX_CONF_BOOL:
+        return "true or false";
     case WX_CONF_STRING:
         return "text";
     case WX_CONF_INT:
@@ -173,6 +258,8 @@ static int parse_value(const wx_conf_entry *e, const char *text,
         return 0;
     case WX_CONF_SECONDS:
         return parse_seconds(text, &v->d);
+    case WX_CONF_BOOL:
+        return parse_bool(text, &v->i);
     case WX_CONF_LEVEL:
         i = wx_log_level_parse(text);
         if (i < 0)
@@ -223,6 +310,48 @@ int wx_config_set(wx_config *cfg, wx_conf_id id, const char *text,
     return 0;
 }
 
+/* The directory of the running program, from /proc/self/exe. */
+static bool program_dir(char *out, size_t max)
+{
+    ssize_t n = readlink("/proc/self/exe", out, max - 1);
+    char *slash;
+
+    if (n <= 0)
+        return false;
+    out[n] = '\0';
+    slash = strrchr(out, '/');
+    if (!slash)
+        return false;
+    *slash = '\0';
+    return true;
+}
+
+/* Defaults that depend on where the program is installed. */
+static const char *computed_default(wx_conf_id id, char *buf, size_t max)
+{
+    char dir[PATH_MAX - 64]; /* room for the file names appended */
+
+    switch (id) {
+    case WX_CONF_HOME:
+        /* No usable HOME: leave it empty; using it reports why. */
+        return default_home(buf, max, NULL) == 0 ? buf : "";
+    case WX_CONF_NATIVE_RUNNER:
+        if (!program_dir(dir, sizeof(dir)))
+            return "warmexec-runner";
+        snprintf(buf, max, "%s/warmexec-runner", dir);
+        return buf;
+    case WX_CONF_PYTHON_RUNNER:
+        if (program_dir(dir, sizeof(dir))) {
+            snprintf(buf, max, "%s/../share/warmexec/warmexec_runner.py", dir);
+            if (access(buf, R_OK) == 0)
+                return buf;
+        }
+        return WX_PYTHON_RUNNER_SOURCE;
+    default:
+        return "";
+    }
+}
+
 int wx_config_new(wx_config **out, wx_error *err)
 {
     char home[PATH_MAX];
@@ -234,10 +363,8 @@ int wx_config_new(wx_config **out, wx_error *err)
     for (int i = 0; i < WX_CONF__COUNT && !rc; i++) {
         const char *def = table[i].def;
 
-        if (i == WX_CONF_HOME) {
-            /* No usable HOME: leave it empty; using it reports why. */
-            def = default_home(home, sizeof(home), NULL) == 0 ? home : "";
-        }
+        if (!def)
+            def = computed_default((wx_conf_id)i, home, sizeof(home));
         rc = wx_config_set(cfg, (wx_conf_id)i, def, WX_CONF_FROM_DEFAULT,
                            err);
     }
@@ -304,6 +431,8 @@ int wx_config_format(const wx_config *cfg, wx_conf_id id, wx_buf *out,
     case WX_CONF_LEVEL:
         return wx_buf_puts(out, wx_log_level_name((enum wx_log_level)v->i),
                            err);
+    case WX_CONF_BOOL:
+        return wx_buf_puts(out, v->i ? "true" : "false", err);
     case WX_CONF_SECONDS:
         return wx_buf_printf(out, err, "%g", v->d);
     case WX_CONF_INT:

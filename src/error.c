@@ -92,6 +92,7 @@ int wx_error_prefix(wx_error *err, int rc, const char *fmt, ...)
 
     if (!err || rc == 0)
         return rc;
+    err->code = rc;
     memcpy(old, err->message, sizeof(old));
     va_start(ap, fmt);
     vsnprintf(err->message, sizeof(err->message), fmt, ap);

@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
@@ -153,4 +154,30 @@ int wx__fs_mkdirs(const char *path, wx_error *err)
         *p = '/';
     }
     return make_dir(copy, err);
+}
+
+int wx__path_join(char *out, size_t max, const char *dir, const char *name,
+                  wx_error *err)
+{
+    int n = snprintf(out, max, "%s/%s", dir, name);
+
+    if (n < 0 || (size_t)n >= max)
+        return wx_error_set(err, WX_EINVAL, "path too long: %s/%s", dir,
+                            name);
+    return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag,
+                        struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void wx__fs_remove_tree(const char *path)
+{
+    nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }

@@ -23,6 +23,16 @@ int wx__fs_write_atomic(const char *path, const void *data, size_t n,
 /* Create `path` and missing parents (mode 0755); an existing dir is ok. */
 int wx__fs_mkdirs(const char *path, wx_error *err);
 
+/*
+ * "<dir>/<name>" into `out` (`max` bytes).  WX_EINVAL when it does not
+ * fit (the message names the path).
+ */
+int wx__path_join(char *out, size_t max, const char *dir, const char *name,
+                  wx_error *err);
+
+/* rm -rf `path`, best effort (errors are ignored). */
+void wx__fs_remove_tree(const char *path);
+
 /* fsync the directory that contains `path`. */
 int wx__fs_sync_parent(const char *path, wx_error *err);
 

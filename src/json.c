@@ -14,6 +14,7 @@
 #include <warmexec/json.h>
 
 #include "alloc.h"
+#include "json.h"
 #include "num.h"
 
 #define BIGINT_TAG '\xff'
@@ -34,6 +35,7 @@ typedef struct parser {
     wx_buf scratch; /* decoded string being built */
     wx_error *err;
     int rc;
+    unsigned flags;
 } parser;
 
 static json_t *parse_value(parser *ps);
@@ -321,6 +323,8 @@ static json_t *non_finite(parser *ps, const char *at, const char *which)
 {
     char what[96];
 
+    if (ps->flags & WX_JSON_NONFINITE_AS_NULL)
+        return json_null();
     snprintf(what, sizeof(what),
              "Non-finite float not allowed: %s (not valid JSON)", which);
     return fail_at(ps, at, WX_EINVAL, what);
@@ -540,11 +544,18 @@ static json_t *parse_value(parser *ps)
 
 int wx_json_parse(const char *text, size_t len, json_t **out, wx_error *err)
 {
+    return wx_json_parse_flags(text, len, 0, out, err);
+}
+
+int wx_json_parse_flags(const char *text, size_t len, unsigned flags,
+                        json_t **out, wx_error *err)
+{
     parser ps = {.start = text,
                  .p = text,
                  .end = text + len,
                  .scratch = WX_BUF_INIT(SIZE_MAX - 1),
-                 .err = err};
+                 .err = err,
+                 .flags = flags};
     json_t *v;
 
     if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) {
@@ -597,6 +608,21 @@ json_t *wx_json_bigint(const char *text, size_t len)
     tagged[0] = BIGINT_TAG;
     memcpy(tagged + 1, text, len);
     return json_stringn_nocheck(tagged, len + 1);
+}
+
+void wx__utf8_scrub(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    const unsigned char *end = p + strlen(s);
+
+    while (p < end) {
+        size_t n = utf8_seq_len(p, end);
+
+        if (n == 0)
+            *p++ = '?';
+        else
+            p += n;
+    }
 }
 
 const char *wx_json_type_name(const json_t *v)

@@ -19,7 +19,8 @@ extern "C" {
 /* Writer flags. */
 enum {
     WX_JSON_SORT_KEYS = 1,   /* keys by code point (= UTF-8 byte) order */
-    WX_JSON_ENSURE_ASCII = 2 /* \uXXXX for every non-ASCII character */
+    WX_JSON_ENSURE_ASCII = 2, /* \uXXXX for every non-ASCII character */
+    WX_JSON_PRETTY = 4        /* indent=2 with ": " (Python's indent=2) */
 };
 
 /*

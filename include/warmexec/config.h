@@ -25,6 +25,22 @@ typedef enum wx_conf_id {
     WX_CONF_HOME,
     WX_CONF_LOG_LEVEL,
     WX_CONF_MAX_INPUT_BYTES,
+    WX_CONF_JOBS,
+    WX_CONF_MAX_PROCESSES,
+    WX_CONF_START_TIMEOUT,
+    WX_CONF_TASK_TIMEOUT,
+    WX_CONF_MAX_TASKS_PER_WORKER,
+    WX_CONF_WORKER_TTL,
+    WX_CONF_MEM_LIMIT_BYTES,
+    WX_CONF_MAX_FRAME_BYTES,
+    WX_CONF_ATTACHMENTS,
+    WX_CONF_SHUTDOWN_GRACE,
+    WX_CONF_NATIVE_RUNNER,
+    WX_CONF_PYTHON,
+    WX_CONF_PYTHON_RUNNER,
+    WX_CONF_INLINE_MAX_BYTES,
+    WX_CONF_MAX_RETRIES,
+    WX_CONF_CAS_FSYNC,
     WX_CONF__COUNT
 } wx_conf_id;
 
@@ -33,7 +49,8 @@ typedef enum wx_conf_type {
     WX_CONF_INT,     /* integer within [min, max] */
     WX_CONF_BYTES,   /* integer byte count; suffixes K, M, G (powers of 2) */
     WX_CONF_SECONDS, /* non-negative decimal number of seconds */
-    WX_CONF_LEVEL    /* log level: error, warn, info, debug */
+    WX_CONF_LEVEL,   /* log level: error, warn, info, debug */
+    WX_CONF_BOOL     /* true/false, yes/no, on/off, 1/0 */
 } wx_conf_type;
 
 typedef enum wx_conf_source {

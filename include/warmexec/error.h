@@ -87,8 +87,10 @@ WX_API int wx_error_set_sys(wx_error *err, int code, int sys_errno,
 
 /*
  * Prefix the existing message of `err` (if not NULL) with a printf-style
- * context string and ": ", keeping code and sys_errno.  Returns `rc`, the
- * status being passed up, so a caller can `return wx_error_prefix(...)`.
+ * context string and ": ", set its code to `rc` (the status being passed
+ * up, which may differ from the one the message came with) and keep
+ * sys_errno.  Returns `rc`, so a caller can `return wx_error_prefix(...)`.
+ * Nothing happens when `rc` is 0.
  */
 WX_API int wx_error_prefix(wx_error *err, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

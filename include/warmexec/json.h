@@ -49,6 +49,20 @@ extern "C" {
 WX_API int wx_json_parse(const char *text, size_t len, json_t **out,
                          wx_error *err);
 
+/* Reader flags. */
+enum {
+    /*
+     * Read NaN, Infinity, -Infinity and numbers that overflow a double as
+     * null instead of failing: for replies of Python runners, whose json
+     * module writes such tokens (in diagnostics, say).
+     */
+    WX_JSON_NONFINITE_AS_NULL = 1
+};
+
+/* wx_json_parse() with reader flags. */
+WX_API int wx_json_parse_flags(const char *text, size_t len, unsigned flags,
+                               json_t **out, wx_error *err);
+
 /* True when `v` is an integer outside the int64 range. */
 WX_API bool wx_json_is_bigint(const json_t *v);
 

@@ -11,13 +11,18 @@
 
 #include <warmexec/alloc.h>
 #include <warmexec/buf.h>
+#include <warmexec/bundle.h>
+#include <warmexec/cache.h>
 #include <warmexec/canon.h>
+#include <warmexec/cas.h>
 #include <warmexec/config.h>
 #include <warmexec/entrypoint.h>
+#include <warmexec/env.h>
 #include <warmexec/error.h>
 #include <warmexec/ids.h>
 #include <warmexec/json.h>
 #include <warmexec/log.h>
+#include <warmexec/pool.h>
 #include <warmexec/result.h>
 #include <warmexec/task.h>
 #include <warmexec/version.h>

@@ -8,8 +8,12 @@ static int cmd_version(cli_ctx *ctx, int argc, char **argv);
 static int cmd_help(cli_ctx *ctx, int argc, char **argv);
 
 static const cli_command commands[] = {
-    {"task", cmd_task, "task ids: compute the identifiers of a SimTask"},
+    {"task", cmd_task, "run one SimTask, or compute its identifiers"},
+    {"aggregate", cmd_aggregate, "evaluate a target over replicate results"},
+    {"bundle", cmd_bundle, "add, list, show and verify stored bundles"},
     {"canon", cmd_canon, "print the canonical JSON of a JSON document"},
+    {"cas", cmd_cas, "put, get and verify objects of the content store"},
+    {"cache", cmd_cache, "statistics of the result cache, or clear it"},
     {"config", cmd_config, "show the effective configuration and sources"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "show this help, or a command's help"},

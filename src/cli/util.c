@@ -64,10 +64,31 @@ int cli_read_json(cli_ctx *ctx, const char *path, json_t **out,
     return rc;
 }
 
+int cli_home_path(cli_ctx *ctx, const char *name, char *out, size_t size,
+                  wx_error *err)
+{
+    const char *home = wx_config_str(ctx->cfg, WX_CONF_HOME);
+
+    if (!home || !home[0])
+        return wx_error_set(err, WX_EINVAL,
+                            "home is not set: set WARMEXEC_HOME (or HOME)");
+    if ((size_t)snprintf(out, size, "%s/%s", home, name) >= size)
+        return wx_error_set(err, WX_EINVAL, "home path too long: %s", home);
+    return 0;
+}
+
 int cli_print_json(const json_t *v, wx_error *err)
 {
+    return cli_print_value(v, true, err);
+}
+
+int cli_print_value(const json_t *v, bool compact, wx_error *err)
+{
     wx_buf b = WX_BUF_INIT(SIZE_MAX - 1);
-    int rc = wx_json_canonical(&b, v, err);
+    int rc = wx_json_write(&b, v,
+                           compact ? WX_JSON_SORT_KEYS
+                                   : WX_JSON_SORT_KEYS | WX_JSON_PRETTY,
+                           err);
 
     if (!rc) {
         rc = wx_buf_putc(&b, '\n', err);
@@ -87,7 +108,7 @@ int cli_simple_options(const char *command, const char *usage, int argc,
     int c;
 
     *done = false;
-    optind = 1;
+    optind = 0; /* 0 makes GNU getopt start afresh */
     opterr = 0;
     while ((c = getopt_long(argc, argv, "+h", options, NULL)) != -1) {
         if (c == 'h') {
@@ -100,4 +121,52 @@ int cli_simple_options(const char *command, const char *usage, int argc,
     }
     *first_arg = optind;
     return EXIT_OK;
+}
+
+int cli_run_options(const char *command, const char *usage, int argc,
+                    char **argv, cli_run_opts *o, bool *done)
+{
+    static const struct option options[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"bundle", required_argument, NULL, 'b'},
+        {"no-cache", no_argument, NULL, 'n'},
+        {"json", no_argument, NULL, 'j'},
+        {NULL, 0, NULL, 0}};
+    int c;
+
+    *o = (cli_run_opts){"-", NULL, false, false};
+    *done = false;
+    optind = 0; /* 0 makes GNU getopt start afresh */
+    opterr = 0;
+    /* No '+': options may follow the FILE operand. */
+    while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        if (c == 'h') {
+            fputs(usage, stdout);
+            *done = true;
+            return EXIT_OK;
+        }
+        if (c == 'b')
+            o->bundle = optarg;
+        else if (c == 'n')
+            o->no_cache = true;
+        else if (c == 'j')
+            o->json = true;
+        else
+            return cli_usage_error(command, "unknown option '%s'",
+                                   argv[optind - 1]);
+    }
+    if (argc - optind > 1)
+        return cli_usage_error(command, "expected at most one FILE");
+    if (optind < argc)
+        o->input = argv[optind];
+    return EXIT_OK;
+}
+
+int cli_open_env(cli_ctx *ctx, const cli_run_opts *o, wx_env **env,
+                 wx_error *err)
+{
+    wx_env_options opts = {0};
+
+    opts.no_cache = o->no_cache;
+    return wx_env_open(ctx->cfg, &opts, env, err);
 }

@@ -172,6 +172,18 @@ static void test_prefix_adds_context_and_keeps_code(void **state)
     assert_int_equal(err.sys_errno, EIO);
 }
 
+static void test_prefix_sets_the_passed_status(void **state)
+{
+    wx_error err = WX_ERROR_INIT;
+
+    /* A reply that is not JSON: the parser said EINVAL, the caller passes
+       EPROTO up, and err must agree with the returned status. */
+    wx_error_set(&err, WX_EINVAL, "invalid JSON");
+    assert_int_equal(wx_error_prefix(&err, WX_EPROTO, "reply"), WX_EPROTO);
+    assert_int_equal(err.code, WX_EPROTO);
+    assert_string_equal(err.message, "reply: invalid JSON");
+}
+
 static void test_prefix_nests(void **state)
 {
     wx_error err = WX_ERROR_INIT;
@@ -231,6 +243,7 @@ int main(void)
         cmocka_unit_test(test_set_sys_appends_strerror),
         cmocka_unit_test(test_set_sys_truncates_at_every_length),
         cmocka_unit_test(test_prefix_adds_context_and_keeps_code),
+        cmocka_unit_test(test_prefix_sets_the_passed_status),
         cmocka_unit_test(test_prefix_nests),
         cmocka_unit_test(test_prefix_does_nothing_on_success),
         cmocka_unit_test(test_prefix_truncates_at_every_length),

@@ -170,6 +170,26 @@ static void test_error_position(void **state)
                  "line 3 column 4");
 }
 
+static void test_nonfinite_as_null(void **state)
+{
+    const char *text = "{\"a\": NaN, \"b\": [Infinity, -Infinity, 1e999], "
+                       "\"c\": 1.5}";
+    wx_error err = WX_ERROR_INIT;
+    json_t *v = NULL;
+
+    assert_ok(wx_json_parse_flags(text, strlen(text),
+                                  WX_JSON_NONFINITE_AS_NULL, &v, &err),
+              &err);
+    assert_true(json_is_null(json_object_get(v, "a")));
+    assert_int_equal(json_array_size(json_object_get(v, "b")), 3);
+    assert_true(json_is_null(json_array_get(json_object_get(v, "b"), 2)));
+    assert_true(json_real_value(json_object_get(v, "c")) == 1.5);
+    json_decref(v);
+    /* Without the flag the same text is refused. */
+    assert_fails(wx_json_parse(text, strlen(text), &v, &err), WX_EINVAL, &err,
+                 "Non-finite float not allowed: nan");
+}
+
 static void test_error_path(void **state)
 {
     wx_error err = WX_ERROR_INIT;
@@ -249,6 +269,7 @@ int main(void)
         cmocka_unit_test(test_key_with_nul),
         cmocka_unit_test(test_rejections),
         cmocka_unit_test(test_error_position),
+        cmocka_unit_test(test_nonfinite_as_null),
         cmocka_unit_test(test_error_path),
         cmocka_unit_test(test_depth_limit),
         cmocka_unit_test(test_not_nul_terminated),

@@ -1,5 +1,4 @@
 /* SimTask, ReplicateSet and AggregationTask. */
-#define _GNU_SOURCE 1
 #include "testutil.h"
 
 #define REF "sha256:abababababababababababababababababababababababababababababababab"

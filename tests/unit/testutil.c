@@ -1,5 +1,5 @@
-/* Helpers shared by the unit tests. */
 #define _GNU_SOURCE 1
+/* Helpers shared by the unit tests. */
 #include "testutil.h"
 
 #include <ftw.h>

@@ -1,0 +1,1 @@
+"""Target evaluators of the SIR bundle (see incidence.py)."""

@@ -1,0 +1,78 @@
+/*
+ * The result cache (DESIGN.md 6): successful SimReturns by sim_root and
+ * AggregationReturns by aggregation id, in a SQLite database (WAL mode,
+ * busy timeout) that several processes may share.
+ *
+ * The cache stores what it is given; whether a hit is usable (every CAS
+ * object it references still present and intact) is the caller's check,
+ * since the cache does not know the CAS (the execution environment does
+ * it and deletes entries that fail).
+ *
+ * A wx_cache is thread-safe.
+ */
+#ifndef WARMEXEC_CACHE_H
+#define WARMEXEC_CACHE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <warmexec/error.h>
+#include <warmexec/result.h>
+#include <warmexec/visibility.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct wx_cache wx_cache;
+
+typedef struct wx_cache_stats {
+    int64_t sims;         /* cached simulations */
+    int64_t aggregations; /* cached aggregations */
+    int64_t bytes;        /* size of the stored JSON texts */
+} wx_cache_stats;
+
+/* Open (creating if needed) the cache database at `path`. */
+WX_API int wx_cache_open(const char *path, wx_cache **out, wx_error *err);
+WX_API void wx_cache_close(wx_cache *cache);
+
+/*
+ * Look up the SimReturn stored for `sim_root`.  On a hit `*hit` is true
+ * and `*out` (caller releases) is filled; otherwise `*out` is untouched.
+ */
+WX_API int wx_cache_get_sim(wx_cache *cache, const char *sim_root,
+                            wx_sim_return *out, bool *hit, wx_error *err);
+
+/*
+ * Store a successful SimReturn under its sim_root (replacing any entry).
+ * WX_EINVAL for a SimReturn with an error: failures are never cached.
+ */
+WX_API int wx_cache_put_sim(wx_cache *cache, const wx_sim_return *r,
+                            wx_error *err);
+
+/* Forget the entry of `sim_root` (absent is fine). */
+WX_API int wx_cache_delete_sim(wx_cache *cache, const char *sim_root,
+                               wx_error *err);
+
+/*
+ * The same for aggregations, keyed by the full 64-hex aggregation digest
+ * (the contract's 16-hex id is stored beside it).
+ */
+WX_API int wx_cache_get_agg(wx_cache *cache, const char *agg_digest,
+                            wx_agg_return *out, bool *hit, wx_error *err);
+WX_API int wx_cache_put_agg(wx_cache *cache, const char *agg_digest,
+                            const wx_agg_return *r, wx_error *err);
+WX_API int wx_cache_delete_agg(wx_cache *cache, const char *agg_digest,
+                               wx_error *err);
+
+WX_API int wx_cache_stats_get(wx_cache *cache, wx_cache_stats *out,
+                              wx_error *err);
+
+/* Remove every entry. */
+WX_API int wx_cache_clear(wx_cache *cache, wx_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

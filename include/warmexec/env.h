@@ -1,0 +1,83 @@
+/*
+ * The execution environment (DESIGN.md 2, the seed plan): run one
+ * simulation or one aggregation in a warm, isolated worker, with bundles
+ * from the local store, big artifacts in the CAS and results in the
+ * provenance cache.
+ *
+ *   wx_env_run():             always yields a SimReturn; a task-level
+ *                             failure is its `error` + `error_details`
+ *   wx_env_run_aggregation(): an AggregationReturn, or a status and a
+ *                             wx_fault with the same error taxonomy
+ *
+ * Retryable failures (crash, timeout, protocol error, storage) are retried
+ * up to max_retries times on a fresh worker; metrics.attempts counts
+ * them.  A wx_env is thread-safe: run tasks from as many threads as the
+ * pool has workers per bundle.
+ */
+#ifndef WARMEXEC_ENV_H
+#define WARMEXEC_ENV_H
+
+#include <stdbool.h>
+
+#include <jansson.h>
+
+#include <warmexec/bundle.h>
+#include <warmexec/cache.h>
+#include <warmexec/cas.h>
+#include <warmexec/config.h>
+#include <warmexec/error.h>
+#include <warmexec/pool.h>
+#include <warmexec/result.h>
+#include <warmexec/task.h>
+#include <warmexec/visibility.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct wx_env wx_env;
+
+/*
+ * What the environment uses; NULL members are opened from the
+ * configuration (home/cas, home/cache.db, home/bundles).  Members given
+ * are borrowed and must outlive the environment.  `no_cache` turns the
+ * result cache off.
+ */
+typedef struct wx_env_options {
+    wx_cas *cas;
+    wx_cache *cache;
+    wx_bundles *bundles;
+    bool no_cache;
+} wx_env_options;
+
+/* Caller frees with wx_env_close() (which shuts the workers down). */
+WX_API int wx_env_open(const wx_config *cfg, const wx_env_options *opts,
+                       wx_env **out, wx_error *err);
+WX_API void wx_env_close(wx_env *env);
+
+/*
+ * Run one simulation.  `*ret` (caller releases) is always filled: the
+ * result, or the failure as ErrorInfo + error_details.  Returns 0 on
+ * success, else the status of the failure.
+ */
+WX_API int wx_env_run(wx_env *env, const wx_task *task, wx_sim_return *ret);
+
+/*
+ * Evaluate a target over replicates.  0 with `*ret` filled (caller
+ * releases), or a status with `err` and `fault` (optional) filled.
+ */
+WX_API int wx_env_run_aggregation(wx_env *env, const wx_agg_task *task,
+                                  wx_agg_return *ret, wx_fault *fault,
+                                  wx_error *err);
+
+/*
+ * {"type":"isolated_warm","home":...,"workers":{pool counters},
+ *  "tasks":n,"cache_hits":n,"failures":n,"cache":bool}
+ */
+WX_API int wx_env_health(wx_env *env, json_t **out, wx_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

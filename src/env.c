@@ -1,0 +1,790 @@
+/* The execution environment: run() and run_aggregation() from helpers. */
+#include "internal.h"
+
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+
+#include <warmexec/canon.h>
+#include <warmexec/env.h>
+#include <warmexec/json.h>
+
+#include "alloc.h"
+#include "clock.h"
+#include "env.h"
+#include "hash.h"
+#include "json.h"
+#include "log.h"
+#include "pool.h"
+
+/* Bytes of a cached or replicate artifact loaded from the CAS, at most. */
+#define LOAD_MAX ((size_t)1 << 31)
+
+/* Bundles resolved once per environment (they are immutable). */
+typedef struct known_bundle {
+    struct known_bundle *next;
+    char *ref;
+    wx__resolved resolved;
+} known_bundle;
+
+struct wx_env {
+    const wx_config *cfg;
+    known_bundle *known;
+    wx_pool *pool;
+    wx_cas *cas;
+    wx_cache *cache;
+    wx_bundles *bundles;
+    bool own_cas, own_cache, own_bundles;
+    size_t inline_max;
+    int max_retries;
+    pthread_mutex_t mu;
+    int64_t tasks, cache_hits, failures;
+};
+
+/* ---- resolve_bundle ---- */
+
+void wx__resolved_release(wx__resolved *r)
+{
+    wx_manifest_release(&r->manifest);
+    wx_runner_release(&r->runner);
+}
+
+int wx__resolve_bundle(wx_bundles *bundles, const wx_config *cfg,
+                       const char *bundle_ref, wx__resolved *out,
+                       wx_error *err)
+{
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    rc = wx_bundles_ensure_local(bundles, bundle_ref, out->digest, out->path,
+                                 err);
+    if (rc)
+        return rc;
+    rc = wx_manifest_load(out->path, &out->manifest, err);
+    if (!rc)
+        rc = wx_runner_for(&out->manifest, out->digest, out->path, cfg,
+                           &out->runner, err);
+    if (rc) {
+        wx__resolved_release(out);
+        return wx_error_prefix(err, rc == WX_ENOMEM ? rc : WX_ESTART,
+                               "bundle %s cannot run", bundle_ref);
+    }
+    return 0;
+}
+
+/* ---- handle_artifacts ---- */
+
+static void outputs_free(wx_output *o, size_t n)
+{
+    for (size_t i = 0; o && i < n; i++) {
+        wx_free(o[i].name);
+        wx_artifact_release(&o[i].art);
+    }
+    wx_free(o);
+}
+
+/* One raw output: checksum, then inline copy or CAS object. */
+static int make_artifact(wx_cas *cas, size_t inline_max,
+                         const wx__raw_output *raw, wx_artifact *a,
+                         wx_error *err)
+{
+    char ref[WX_CAS_REF_LEN + 1];
+    int rc = wx__sha256_hex(raw->data, raw->len, a->checksum, err);
+
+    a->size = raw->len;
+    if (rc)
+        return rc;
+    if (raw->len <= inline_max) {
+        if (raw->len && !(a->data = wx__malloc(raw->len)))
+            return wx_error_set(err, WX_ENOMEM, "out of memory");
+        if (raw->len)
+            memcpy(a->data, raw->data, raw->len);
+        return 0;
+    }
+    rc = wx_cas_put(cas, raw->data, raw->len, a->checksum, ref, err);
+    if (rc)
+        return wx_error_prefix(err, rc == WX_ENOMEM ? rc : WX_EIO,
+                               "cannot store output '%s'", raw->name);
+    a->ref = wx__strdup(ref);
+    return a->ref ? 0 : wx_error_set(err, WX_ENOMEM, "out of memory");
+}
+
+int wx__handle_artifacts(wx_cas *cas, size_t inline_max,
+                         const wx__outputs *raw, wx_output **outputs,
+                         wx_error *err)
+{
+    wx_output *o = wx__calloc(raw->n ? raw->n : 1, sizeof(*o));
+    int rc = o ? 0 : wx_error_set(err, WX_ENOMEM, "out of memory");
+
+    for (size_t i = 0; !rc && i < raw->n; i++) {
+        o[i].name = wx__strdup(raw->items[i].name);
+        rc = o[i].name ? make_artifact(cas, inline_max, &raw->items[i],
+                                       &o[i].art, err)
+                       : wx_error_set(err, WX_ENOMEM, "out of memory");
+    }
+    if (rc) {
+        outputs_free(o, raw->n);
+        return rc;
+    }
+    *outputs = o;
+    return 0;
+}
+
+/* ---- create_sim_return ---- */
+
+int wx__create_sim_return(const wx_task *task, wx_output *outputs, size_t n,
+                          wx_sim_return *ret, wx_error *err)
+{
+    int rc;
+
+    memset(ret, 0, sizeof(*ret));
+    ret->outputs = outputs;
+    ret->n_outputs = n;
+    rc = wx_task_sim_root(task, ret->sim_root, err);
+    if (!rc)
+        rc = wx_task_task_id(task, ret->task_id, err);
+    if (!rc && n == 0)
+        rc = wx_error_set(err, WX_EMODEL, "the model returned no outputs");
+    if (!rc)
+        rc = wx_sim_return_validate(ret, err);
+    if (rc)
+        wx_sim_return_release(ret);
+    return rc;
+}
+
+static bool requested(const wx_task *task, const char *name)
+{
+    size_t i;
+    json_t *v;
+
+    json_array_foreach(task->outputs, i, v)
+    {
+        if (strcmp(json_string_value(v), name) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool produced(const wx_sim_return *r, const char *name)
+{
+    for (size_t i = 0; i < r->n_outputs; i++)
+        if (strcmp(r->outputs[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+int wx__select_outputs(const wx_task *task, wx_sim_return *ret,
+                       wx_error *err)
+{
+    size_t kept = 0, i;
+    json_t *v;
+    int rc = wx_task_task_id(task, ret->task_id, err);
+
+    if (rc || !task->outputs)
+        return rc;
+    json_array_foreach(task->outputs, i, v)
+    {
+        if (!produced(ret, json_string_value(v)))
+            return wx_error_set(err, WX_EMODEL,
+                                "requested output '%s' was not produced",
+                                json_string_value(v));
+    }
+    for (i = 0; i < ret->n_outputs; i++) {
+        if (requested(task, ret->outputs[i].name)) {
+            ret->outputs[kept++] = ret->outputs[i];
+        } else {
+            wx_free(ret->outputs[i].name);
+            wx_artifact_release(&ret->outputs[i].art);
+        }
+    }
+    ret->n_outputs = kept;
+    return kept ? 0
+                : wx_error_set(err, WX_EMODEL,
+                               "the task requested no output");
+}
+
+/* ---- create_error_return ---- */
+
+const char *wx__error_type(int rc, const wx_fault *fault)
+{
+    if (fault && fault->error_type)
+        return fault->error_type;
+    switch (rc) {
+    case WX_ENOTFOUND:
+        return "BundleNotFound";
+    case WX_ECORRUPT:
+        return "BundleCorrupt";
+    case WX_EINVAL:
+        return "InvalidTask";
+    case WX_EIO:
+        return "StorageError";
+    case WX_ENOMEM:
+    case WX_EINTERNAL:
+        return "InternalError";
+    default:
+        return wx_fault_type_of(rc);
+    }
+}
+
+static bool retryable_type(const char *type)
+{
+    static const char *const types[] = {"Timeout", "WorkerCrashed",
+                                        "ProtocolError", "StorageError"};
+
+    for (size_t i = 0; i < WX_ARRAY_LEN(types); i++)
+        if (strcmp(type, types[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The error_details object of a failed task. */
+static json_t *error_details(const wx_task *task, const char *type,
+                             const char *message, const wx_fault *fault,
+                             int attempts)
+{
+    json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:i}", "error", message, "type",
+                          type, "bundle_ref", task->bundle_ref, "entrypoint",
+                          task->entrypoint, "attempts", attempts);
+
+    if (!d || !fault)
+        return d;
+    if (fault->worker_id[0])
+        json_object_set_new(d, "worker", json_string(fault->worker_id));
+    if (fault->status[0])
+        json_object_set_new(d, "status", json_string(fault->status));
+    /* Log tails may hold any bytes (scrubbed to valid UTF-8). */
+    if (fault->stderr_tail) {
+        char *tail = wx__strdup(fault->stderr_tail);
+
+        if (tail) {
+            wx__utf8_scrub(tail);
+            json_object_set_new(d, "stderr_tail", json_string(tail));
+            wx_free(tail);
+        }
+    }
+    if (fault->traceback)
+        json_object_set_new(d, "traceback", json_string(fault->traceback));
+    return d;
+}
+
+/* The details as an artifact: inline, or in the CAS when large. */
+static void details_artifact(const json_t *details, wx_cas *cas,
+                             size_t inline_max, wx_artifact *a)
+{
+    wx_buf text = WX_BUF_INIT(WX_INLINE_CAP);
+    char ref[WX_CAS_REF_LEN + 1];
+
+    if (wx_json_canonical(&text, details, NULL) != 0)
+        wx_buf_puts(&text, "{}", NULL);
+    a->size = text.len;
+    wx__sha256_hex(text.data, text.len, a->checksum, NULL);
+    if (text.len > inline_max &&
+        wx_cas_put(cas, text.data, text.len, a->checksum, ref, NULL) == 0) {
+        a->ref = wx__strdup(ref);
+        wx_buf_release(&text);
+        return;
+    }
+    a->data = (uint8_t *)wx_buf_detach(&text, NULL);
+}
+
+void wx__create_error_return(const wx_task *task, int rc,
+                             const char *message, const wx_fault *fault,
+                             int attempts, wx_cas *cas, size_t inline_max,
+                             wx_sim_return *ret)
+{
+    const char *type = wx__error_type(rc, fault);
+    json_t *details = error_details(task, type, message, fault, attempts);
+
+    memset(ret, 0, sizeof(*ret));
+    if (wx_task_sim_root(task, ret->sim_root, NULL) != 0 ||
+        wx_task_task_id(task, ret->task_id, NULL) != 0)
+        snprintf(ret->task_id, sizeof(ret->task_id), "unknown");
+    ret->error = wx__calloc(1, sizeof(*ret->error));
+    ret->error_details = wx__calloc(1, sizeof(*ret->error_details));
+    if (ret->error) {
+        ret->error->error_type = wx__strdup(type);
+        ret->error->message = wx__strdup(message);
+        ret->error->retryable = retryable_type(type);
+    }
+    if (ret->error_details && details)
+        details_artifact(details, cas, inline_max, ret->error_details);
+    json_decref(details);
+}
+
+/* ---- resolve_cas_references and cache checks ---- */
+
+int wx__resolve_cas_references(wx_cas *cas, wx_sim_return *sim_returns,
+                               size_t n, size_t max_len, wx_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < sim_returns[i].n_outputs; k++) {
+            wx_artifact *a = &sim_returns[i].outputs[k].art;
+            size_t len = 0;
+            int rc;
+
+            if (!a->ref || a->data)
+                continue;
+            rc = wx_cas_get(cas, a->ref, max_len, &a->data, &len, err);
+            if (!rc && len != a->size)
+                rc = wx_error_set(err, WX_ECORRUPT,
+                                  "%s has %zu bytes, the artifact says "
+                                  "%llu",
+                                  a->ref, len, (unsigned long long)a->size);
+            if (rc)
+                return wx_error_prefix(err, rc, "sim_returns[%zu].%s", i,
+                                       sim_returns[i].outputs[k].name);
+        }
+    }
+    return 0;
+}
+
+int wx__check_cached(wx_cas *cas, const wx_sim_return *r, wx_error *err)
+{
+    for (size_t i = 0; i < r->n_outputs; i++) {
+        const char *ref = r->outputs[i].art.ref;
+        int rc = ref ? wx_cas_verify(cas, ref, err) : 0;
+
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- run() ---- */
+
+static bool retryable(int rc, const wx_fault *fault)
+{
+    if (rc == WX_EIO)
+        return true; /* StorageError */
+    return fault->error_type && fault->retryable;
+}
+
+/* One attempt: lease, execute, turn the outputs into a SimReturn. */
+static int attempt(wx_env *env, const wx__resolved *b, const wx_task *task,
+                   wx_sim_return *ret, wx_fault *fault, wx_error *err)
+{
+    json_t *result = NULL;
+    wx_output *outputs = NULL;
+    wx__worker *w = NULL;
+    wx__outputs raw;
+    int rc;
+
+    wx__outputs_init(&raw, wx__pool_max_frame(env->pool));
+    rc = wx__pool_execute_raw(env->pool, &b->runner.spec, task->entrypoint,
+                              task->params, task->seed, &raw, &result, &w,
+                              fault, err);
+    if (!rc)
+        rc = wx__handle_artifacts(env->cas, env->inline_max, &raw, &outputs,
+                                  err);
+    if (!rc)
+        rc = wx__create_sim_return(task, outputs, raw.n, ret, err);
+    if (w)
+        wx__pool_release(env->pool, w);
+    wx__outputs_release(&raw);
+    json_decref(result);
+    return rc;
+}
+
+/* Attempts until success, a permanent failure or max_retries retries. */
+static int run_attempts(wx_env *env, const wx__resolved *b,
+                        const wx_task *task, wx_sim_return *ret,
+                        wx_fault *fault, int *attempts, wx_error *err)
+{
+    for (;;) {
+        int rc;
+
+        (*attempts)++;
+        wx_fault_release(fault);
+        rc = attempt(env, b, task, ret, fault, err);
+        if (!rc || *attempts > env->max_retries || !retryable(rc, fault))
+            return rc;
+        wx__log(WX_LOG_WARN, "task %.12s: attempt %d failed (%s), retrying",
+                task->param_id, *attempts, err->message);
+    }
+}
+
+/*
+ * The resolved bundle of `ref`, resolved once per environment: a bundle
+ * never changes, and re-reading its manifest for every task would cost
+ * more than the task.  The entry lives until wx_env_close.
+ */
+static int known_bundle_of(wx_env *env, const char *ref,
+                           const wx__resolved **out, wx_error *err)
+{
+    known_bundle *k;
+    int rc;
+
+    pthread_mutex_lock(&env->mu);
+    for (k = env->known; k && strcmp(k->ref, ref) != 0; k = k->next)
+        ;
+    pthread_mutex_unlock(&env->mu);
+    if (k) {
+        *out = &k->resolved;
+        return 0;
+    }
+    k = wx__calloc(1, sizeof(*k));
+    if (!k || !(k->ref = wx__strdup(ref))) {
+        wx_free(k);
+        return wx_error_set(err, WX_ENOMEM, "out of memory");
+    }
+    rc = wx__resolve_bundle(env->bundles, env->cfg, ref, &k->resolved, err);
+    if (rc) {
+        wx_free(k->ref);
+        wx_free(k);
+        return rc;
+    }
+    pthread_mutex_lock(&env->mu);
+    k->next = env->known;
+    env->known = k;
+    pthread_mutex_unlock(&env->mu);
+    *out = &k->resolved;
+    return 0;
+}
+
+/*
+ * A usable cache hit: present, every CAS object intact, the requested
+ * outputs there.  A damaged entry is dropped so the task runs again and
+ * repairs the store.  Returns true on a hit.
+ */
+static bool cached_result(wx_env *env, const wx_task *task,
+                          wx_sim_return *ret)
+{
+    wx_error err = WX_ERROR_INIT;
+    bool hit = false;
+
+    if (!env->cache || wx_task_sim_root(task, ret->sim_root, &err) != 0)
+        return false;
+    if (wx_cache_get_sim(env->cache, ret->sim_root, ret, &hit, &err) != 0) {
+        wx__log(WX_LOG_WARN, "result cache: %s", err.message);
+        return false;
+    }
+    if (!hit)
+        return false;
+    if (wx__check_cached(env->cas, ret, &err) != 0) {
+        wx__log(WX_LOG_WARN, "cached result dropped: %s", err.message);
+        wx_cache_delete_sim(env->cache, ret->sim_root, NULL);
+        wx_sim_return_release(ret);
+        return false;
+    }
+    if (wx__select_outputs(task, ret, &err) != 0) {
+        wx_sim_return_release(ret);
+        return false;
+    }
+    ret->cached = true;
+    return true;
+}
+
+static void cache_result(wx_env *env, const wx_sim_return *ret)
+{
+    wx_error err = WX_ERROR_INIT;
+
+    if (env->cache && wx_cache_put_sim(env->cache, ret, &err) != 0)
+        wx__log(WX_LOG_WARN, "result cache: %s", err.message);
+}
+
+static void set_metrics(wx_sim_return *ret, int attempts, int64_t start_ns)
+{
+    json_decref(ret->metrics);
+    ret->metrics = json_pack("{s:i,s:f}", "attempts", attempts, "duration_s",
+                             (double)(wx__now_ns() - start_ns) / 1e9);
+}
+
+static void count(wx_env *env, bool hit, bool failed)
+{
+    pthread_mutex_lock(&env->mu);
+    env->tasks++;
+    env->cache_hits += hit;
+    env->failures += failed;
+    pthread_mutex_unlock(&env->mu);
+}
+
+int wx_env_run(wx_env *env, const wx_task *task, wx_sim_return *ret)
+{
+    int64_t start = wx__now_ns();
+    wx_error err = WX_ERROR_INIT;
+    wx_fault fault = {0};
+    const wx__resolved *b = NULL;
+    int attempts = 0, rc;
+
+    memset(ret, 0, sizeof(*ret));
+    if (cached_result(env, task, ret)) {
+        set_metrics(ret, 0, start);
+        count(env, true, false);
+        return 0;
+    }
+    rc = known_bundle_of(env, task->bundle_ref, &b, &err);
+    if (!rc)
+        rc = run_attempts(env, b, task, ret, &fault, &attempts, &err);
+    if (!rc) {
+        cache_result(env, ret);
+        rc = wx__select_outputs(task, ret, &err);
+    }
+    if (rc) {
+        wx_sim_return_release(ret);
+        wx__create_error_return(task, rc, err.message, &fault, attempts,
+                                env->cas, env->inline_max, ret);
+    }
+    set_metrics(ret, attempts, start);
+    wx_fault_release(&fault);
+    count(env, false, rc != 0);
+    return rc;
+}
+
+/* ---- run_aggregation() ---- */
+
+/* The error flag of a replicate: the evaluator is told it failed. */
+static int copy_error(const wx_sim_return *s, wx_sim_return *c,
+                      wx_error *err)
+{
+    c->error = wx__calloc(1, sizeof(*c->error));
+    if (!c->error || !(c->error->error_type =
+                           wx__strdup(s->error->error_type)) ||
+        !(c->error->message = wx__strdup(s->error->message)))
+        return wx_error_set(err, WX_ENOMEM, "out of memory");
+    return 0;
+}
+
+/* Deep copies of the replicates, whose CAS bytes the call then loads. */
+static int copy_replicates(const wx_agg_task *task, wx_sim_return **out,
+                           wx_error *err)
+{
+    size_t n = task->n_sim_returns;
+    wx_sim_return *c = wx__calloc(n ? n : 1, sizeof(*c));
+    int rc = c ? 0 : wx_error_set(err, WX_ENOMEM, "out of memory");
+
+    for (size_t i = 0; !rc && i < n; i++) {
+        const wx_sim_return *s = &task->sim_returns[i];
+
+        c[i] = (wx_sim_return){.n_outputs = s->n_outputs};
+        memcpy(c[i].task_id, s->task_id, sizeof(s->task_id));
+        memcpy(c[i].sim_root, s->sim_root, sizeof(s->sim_root));
+        c[i].outputs = wx__calloc(s->n_outputs ? s->n_outputs : 1,
+                                  sizeof(*c[i].outputs));
+        rc = c[i].outputs ? 0 : wx_error_set(err, WX_ENOMEM, "out of memory");
+        for (size_t k = 0; !rc && k < s->n_outputs; k++) {
+            c[i].outputs[k].name = wx__strdup(s->outputs[k].name);
+            rc = c[i].outputs[k].name
+                     ? wx_artifact_copy(&c[i].outputs[k].art,
+                                        &s->outputs[k].art, err)
+                     : wx_error_set(err, WX_ENOMEM, "out of memory");
+        }
+        if (!rc && s->error)
+            rc = copy_error(s, &c[i], err);
+    }
+    *out = c;
+    return rc;
+}
+
+static void free_replicates(wx_sim_return *c, size_t n)
+{
+    for (size_t i = 0; c && i < n; i++)
+        wx_sim_return_release(&c[i]);
+    wx_free(c);
+}
+
+static int aggregate_attempts(wx_env *env, const wx__resolved *b,
+                              const wx_agg_task *task, wx_sim_return *reps,
+                              wx_agg_return *ret, wx_fault *fault,
+                              wx_error *err)
+{
+    for (int attempts = 1;; attempts++) {
+        int rc;
+
+        wx_fault_release(fault);
+        rc = wx_pool_aggregate(env->pool, &b->runner.spec,
+                               task->target_entrypoint, reps,
+                               task->n_sim_returns, task->target_data, ret,
+                               fault, err);
+        if (!rc || attempts > env->max_retries || !retryable(rc, fault))
+            return rc;
+        wx__log(WX_LOG_WARN, "aggregation %s: attempt %d failed (%s), "
+                             "retrying",
+                task->target_entrypoint, attempts, err->message);
+    }
+}
+
+static bool cached_aggregation(wx_env *env, const char *digest,
+                               wx_agg_return *ret)
+{
+    wx_error err = WX_ERROR_INIT;
+    bool hit = false;
+
+    if (!env->cache)
+        return false;
+    if (wx_cache_get_agg(env->cache, digest, ret, &hit, &err) != 0)
+        wx__log(WX_LOG_WARN, "result cache: %s", err.message);
+    return hit;
+}
+
+static void cache_aggregation(wx_env *env, const char *digest,
+                              const wx_agg_return *ret)
+{
+    wx_error err = WX_ERROR_INIT;
+
+    if (env->cache && wx_cache_put_agg(env->cache, digest, ret, &err) != 0)
+        wx__log(WX_LOG_WARN, "result cache: %s", err.message);
+}
+
+/* A failure before or outside a worker call: type it like the pool does. */
+static int outside_failure(int rc, wx_fault *fault)
+{
+    if (fault && !fault->error_type) {
+        fault->error_type = wx__error_type(rc, NULL);
+        fault->retryable = retryable_type(fault->error_type);
+    }
+    return rc;
+}
+
+int wx_env_run_aggregation(wx_env *env, const wx_agg_task *task,
+                           wx_agg_return *ret, wx_fault *fault, wx_error *err)
+{
+    char id[WX_AGG_ID_LEN + 1], digest[WX_ID_LEN + 1];
+    const wx__resolved *b = NULL;
+    wx_sim_return *reps = NULL;
+    wx_fault own = {0};
+    int rc = wx_agg_task_id(task, id, digest, err);
+
+    memset(ret, 0, sizeof(*ret));
+    if (!fault)
+        fault = &own;
+    if (!rc && cached_aggregation(env, digest, ret))
+        return 0;
+    if (!rc)
+        rc = known_bundle_of(env, task->bundle_ref, &b, err);
+    if (!rc)
+        rc = copy_replicates(task, &reps, err);
+    if (rc) {
+        outside_failure(rc, fault);
+    } else if ((rc = wx__resolve_cas_references(env->cas, reps,
+                                                task->n_sim_returns, LOAD_MAX,
+                                                err)) != 0) {
+        /* A replicate's stored output is missing or damaged. */
+        outside_failure(WX_EIO, fault);
+    } else {
+        rc = aggregate_attempts(env, b, task, reps, ret, fault, err);
+    }
+    if (!rc) {
+        memcpy(ret->aggregation_id, id, sizeof(id));
+        rc = wx_agg_return_validate(ret, err);
+    }
+    if (!rc)
+        cache_aggregation(env, digest, ret);
+    if (rc)
+        wx_agg_return_release(ret);
+    free_replicates(reps, task->n_sim_returns);
+    wx_fault_release(&own);
+    return rc;
+}
+
+/* ---- the environment ---- */
+
+static int open_stores(wx_env *env, const wx_env_options *o, wx_error *err)
+{
+    const char *home = wx_config_str(env->cfg, WX_CONF_HOME);
+    char path[PATH_MAX];
+    int rc = 0;
+
+    if (!home[0])
+        return wx_error_set(err, WX_EINVAL,
+                            "no home directory: set WARMEXEC_HOME");
+    env->cas = o->cas;
+    env->cache = o->no_cache ? NULL : o->cache;
+    env->bundles = o->bundles;
+    if (!env->cas) {
+        snprintf(path, sizeof(path), "%s/cas", home);
+        rc = wx_cas_open_fs(path,
+                            wx_config_int(env->cfg, WX_CONF_CAS_FSYNC)
+                                ? WX_CAS_SYNC_FULL
+                                : WX_CAS_SYNC_NONE,
+                            &env->cas, err);
+        env->own_cas = rc == 0;
+    }
+    if (!rc && !env->cache && !o->no_cache) {
+        snprintf(path, sizeof(path), "%s/cache.db", home);
+        rc = wx_cache_open(path, &env->cache, err);
+        env->own_cache = rc == 0;
+    }
+    if (!rc && !env->bundles) {
+        rc = wx_bundles_open(home, &env->bundles, err);
+        env->own_bundles = rc == 0;
+    }
+    return rc;
+}
+
+int wx_env_open(const wx_config *cfg, const wx_env_options *opts,
+                wx_env **out, wx_error *err)
+{
+    wx_env_options none = {0};
+    wx_pool_options po;
+    wx_env *env = wx__calloc(1, sizeof(*env));
+    int rc;
+
+    if (!env)
+        return wx_error_set(err, WX_ENOMEM, "out of memory");
+    env->cfg = cfg;
+    env->inline_max = (size_t)wx_config_int(cfg, WX_CONF_INLINE_MAX_BYTES);
+    env->max_retries = (int)wx_config_int(cfg, WX_CONF_MAX_RETRIES);
+    pthread_mutex_init(&env->mu, NULL);
+    rc = open_stores(env, opts ? opts : &none, err);
+    if (!rc) {
+        wx_pool_options_from_config(cfg, &po);
+        rc = wx_pool_new(&po, &env->pool, err);
+    }
+    if (rc) {
+        wx_env_close(env);
+        return rc;
+    }
+    *out = env;
+    return 0;
+}
+
+void wx_env_close(wx_env *env)
+{
+    if (!env)
+        return;
+    wx_pool_free(env->pool);
+    while (env->known) {
+        known_bundle *k = env->known;
+
+        env->known = k->next;
+        wx__resolved_release(&k->resolved);
+        wx_free(k->ref);
+        wx_free(k);
+    }
+    if (env->own_cas)
+        wx_cas_close(env->cas);
+    if (env->own_cache)
+        wx_cache_close(env->cache);
+    if (env->own_bundles)
+        wx_bundles_close(env->bundles);
+    pthread_mutex_destroy(&env->mu);
+    wx_free(env);
+}
+
+int wx_env_health(wx_env *env, json_t **out, wx_error *err)
+{
+    wx_pool_stats st;
+    json_t *v;
+
+    wx_pool_stats_get(env->pool, &st);
+    pthread_mutex_lock(&env->mu);
+    v = json_pack("{s:s,s:s,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:i},"
+                  "s:I,s:I,s:I,s:b}",
+                  "type", "isolated_warm", "home",
+                  wx_config_str(env->cfg, WX_CONF_HOME), "workers",
+                  "spawned", (json_int_t)st.spawned, "reused",
+                  (json_int_t)st.reused, "evicted", (json_int_t)st.evicted,
+                  "recycled", (json_int_t)st.recycled, "crashed",
+                  (json_int_t)st.crashed, "timed_out",
+                  (json_int_t)st.timed_out, "start_failed",
+                  (json_int_t)st.start_failed, "live", st.live, "idle",
+                  st.idle, "tasks", (json_int_t)env->tasks, "cache_hits",
+                  (json_int_t)env->cache_hits, "failures",
+                  (json_int_t)env->failures, "cache", env->cache != NULL);
+    pthread_mutex_unlock(&env->mu);
+    if (!v)
+        return wx_error_set(err, WX_ENOMEM, "out of memory");
+    *out = v;
+    return 0;
+}

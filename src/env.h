@@ -1,0 +1,86 @@
+/*
+ * The helpers the execution environment is built from (the seed plan's
+ * list), exposed for unit tests.  Each does one job.
+ */
+#ifndef WX_ENV_H
+#define WX_ENV_H
+
+#include <warmexec/env.h>
+
+#include "wire.h"
+
+/* A bundle ready to run: where it is and how to start its runner. */
+typedef struct wx__resolved {
+    char digest[WX_DIGEST_LEN + 1];
+    char path[4096];
+    wx_manifest manifest;
+    wx_runner runner;
+} wx__resolved;
+
+/*
+ * resolve_bundle: the stored bundle of `bundle_ref`, its manifest and
+ * runner.  WX_ENOTFOUND (BundleNotFound), WX_ECORRUPT (BundleCorrupt),
+ * WX_EINVAL (a malformed ref), WX_ESTART (a manifest that cannot run).
+ */
+int wx__resolve_bundle(wx_bundles *bundles, const wx_config *cfg,
+                       const char *bundle_ref, wx__resolved *out,
+                       wx_error *err);
+void wx__resolved_release(wx__resolved *r);
+
+/*
+ * handle_artifacts: every raw output becomes a TableArtifact with its
+ * real size and SHA-256 checksum, inline up to `inline_max` bytes, else
+ * stored in the CAS under its digest.  `*outputs` (n = raw->n) is the
+ * caller's.  Storage failures are WX_EIO (StorageError).
+ */
+int wx__handle_artifacts(wx_cas *cas, size_t inline_max,
+                         const wx__outputs *raw, wx_output **outputs,
+                         wx_error *err);
+
+/*
+ * create_sim_return: a successful SimReturn of `task` with `outputs`
+ * (taken over, also on failure), its ids computed from the task (config
+ * and env included; task_id with the requested outputs).  No outputs is
+ * WX_EMODEL.
+ */
+int wx__create_sim_return(const wx_task *task, wx_output *outputs, size_t n,
+                          wx_sim_return *ret, wx_error *err);
+
+/*
+ * Keep only the outputs `task` asks for (all when it names none) and set
+ * its task_id; a requested output the model did not produce is
+ * WX_EMODEL.  Used for fresh results and cache hits alike.
+ */
+int wx__select_outputs(const wx_task *task, wx_sim_return *ret,
+                       wx_error *err);
+
+/*
+ * create_error_return: the SimReturn of a failed `task`: ids from the
+ * task, ErrorInfo (type from `fault` or the status), and error_details, a
+ * JSON object {"error","type","bundle_ref","entrypoint","worker",
+ * "status","stderr_tail","traceback","attempts"} kept inline up to
+ * `inline_max` bytes, else in the CAS.
+ */
+void wx__create_error_return(const wx_task *task, int rc,
+                             const char *message, const wx_fault *fault,
+                             int attempts, wx_cas *cas, size_t inline_max,
+                             wx_sim_return *ret);
+
+/*
+ * resolve_cas_references: load the bytes of every CAS artifact of the
+ * replicates (verified), so aggregation works for outputs of any size.
+ * The artifacts keep their ref; `data` is filled.
+ */
+int wx__resolve_cas_references(wx_cas *cas, wx_sim_return *sim_returns,
+                               size_t n, size_t max_len, wx_error *err);
+
+/*
+ * Whether a cached SimReturn can be served: every CAS object it references
+ * is present and intact.  0, or WX_ENOTFOUND / WX_ECORRUPT.
+ */
+int wx__check_cached(wx_cas *cas, const wx_sim_return *r, wx_error *err);
+
+/* The error type of a failure of bundle resolution or a worker call. */
+const char *wx__error_type(int rc, const wx_fault *fault);
+
+#endif

@@ -1,18 +1,19 @@
 #!/bin/sh
-# make demo: what warmexec can do so far -- the identifiers of an example
-# SimTask, byte-identical to modelops-contracts, and its canonical form.
+# make demo: run the example study -- 25 parameter sets x 10 replicates of
+# the native SIR model, scored by two calibration targets -- in warm
+# workers, and print the summary.  A second run is served from the result
+# cache and the results database.
 set -eu
 warmexec=${1:-build/bin/warmexec}
+build=$(dirname "$(dirname "$warmexec")")
 here=$(dirname "$0")
+out=${WARMEXEC_DEMO_OUT:-$build/demo-results.db}
 
-echo "== warmexec $("$warmexec" version | cut -d' ' -f2): identifiers of $here/tasks/sir-baseline.json"
-"$warmexec" task ids "$here/tasks/sir-baseline.json"
-echo "== canonical JSON of the task (what the identifiers hash)"
-"$warmexec" canon "$here/tasks/sir-baseline.json"
-echo "== an invalid task is refused with the field and the rule (exit 3)"
-if printf '{"bundle_ref":"sha256:%s","entrypoint":"sir.model/baseline","params":{"beta":0.3},"seed":-1}' \
-    "$(printf '%064d' 0)" | "$warmexec" task ids; then
-    echo "demo: expected a refusal" >&2
-    exit 1
-fi
-echo "== done"
+rm -f "$out"
+echo "== warmexec run $here/studies/sir-grid.json --bundle $build/examples/bundles/sir"
+"$warmexec" run "$here/studies/sir-grid.json" \
+    --bundle "$build/examples/bundles/sir" --out "$out"
+echo
+echo "== the same command again: resumed, nothing to run"
+"$warmexec" run "$here/studies/sir-grid.json" \
+    --bundle "$build/examples/bundles/sir" --out "$out" | head -3

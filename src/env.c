@@ -533,18 +533,6 @@ int wx_env_run(wx_env *env, const wx_task *task, wx_sim_return *ret)
 
 /* ---- run_aggregation() ---- */
 
-/* The error flag of a replicate: the evaluator is told it failed. */
-static int copy_error(const wx_sim_return *s, wx_sim_return *c,
-                      wx_error *err)
-{
-    c->error = wx__calloc(1, sizeof(*c->error));
-    if (!c->error || !(c->error->error_type =
-                           wx__strdup(s->error->error_type)) ||
-        !(c->error->message = wx__strdup(s->error->message)))
-        return wx_error_set(err, WX_ENOMEM, "out of memory");
-    return 0;
-}
-
 /* Deep copies of the replicates, whose CAS bytes the call then loads. */
 static int copy_replicates(const wx_agg_task *task, wx_sim_return **out,
                            wx_error *err)
@@ -553,25 +541,8 @@ static int copy_replicates(const wx_agg_task *task, wx_sim_return **out,
     wx_sim_return *c = wx__calloc(n ? n : 1, sizeof(*c));
     int rc = c ? 0 : wx_error_set(err, WX_ENOMEM, "out of memory");
 
-    for (size_t i = 0; !rc && i < n; i++) {
-        const wx_sim_return *s = &task->sim_returns[i];
-
-        c[i] = (wx_sim_return){.n_outputs = s->n_outputs};
-        memcpy(c[i].task_id, s->task_id, sizeof(s->task_id));
-        memcpy(c[i].sim_root, s->sim_root, sizeof(s->sim_root));
-        c[i].outputs = wx__calloc(s->n_outputs ? s->n_outputs : 1,
-                                  sizeof(*c[i].outputs));
-        rc = c[i].outputs ? 0 : wx_error_set(err, WX_ENOMEM, "out of memory");
-        for (size_t k = 0; !rc && k < s->n_outputs; k++) {
-            c[i].outputs[k].name = wx__strdup(s->outputs[k].name);
-            rc = c[i].outputs[k].name
-                     ? wx_artifact_copy(&c[i].outputs[k].art,
-                                        &s->outputs[k].art, err)
-                     : wx_error_set(err, WX_ENOMEM, "out of memory");
-        }
-        if (!rc && s->error)
-            rc = copy_error(s, &c[i], err);
-    }
+    for (size_t i = 0; !rc && i < n; i++)
+        rc = wx_sim_return_copy(&c[i], &task->sim_returns[i], err);
     *out = c;
     return rc;
 }

@@ -90,6 +90,12 @@ void wx__blake2b256(const void *data, size_t n,
     crypto_generichash(out, WX_BLAKE2B256_LEN, data, n, NULL, 0);
 }
 
+void wx__blake2b(const void *data, size_t n, uint8_t *out, size_t outlen)
+{
+    pthread_once(&sodium_once, sodium_setup);
+    crypto_generichash(out, outlen, data, n, NULL, 0);
+}
+
 void wx__blake2b256_hex(const void *data, size_t n,
                         char out[WX_HEX256_LEN + 1])
 {

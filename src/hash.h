@@ -45,6 +45,10 @@ int wx__sha256_hex(const void *data, size_t n, char out[WX_HEX256_LEN + 1],
 void wx__blake2b256(const void *data, size_t n,
                     uint8_t out[WX_BLAKE2B256_LEN]);
 
+/* BLAKE2b with an `outlen`-byte digest (1..64): a different hash for
+   each length, not a truncation. */
+void wx__blake2b(const void *data, size_t n, uint8_t *out, size_t outlen);
+
 /* BLAKE2b-256 as 64 lowercase hex characters + NUL. */
 void wx__blake2b256_hex(const void *data, size_t n,
                         char out[WX_HEX256_LEN + 1]);

@@ -377,6 +377,63 @@ void wx_sim_return_release(wx_sim_return *r)
     memset(r, 0, sizeof(*r));
 }
 
+static int copy_error_info(wx_error_info **dst, const wx_error_info *src)
+{
+    if (!src)
+        return 0;
+    *dst = wx__calloc(1, sizeof(**dst));
+    if (!*dst || !((*dst)->error_type = wx__strdup(src->error_type)) ||
+        !((*dst)->message = wx__strdup(src->message)))
+        return WX_ENOMEM;
+    (*dst)->retryable = src->retryable;
+    return 0;
+}
+
+static int copy_details(wx_artifact **dst, const wx_artifact *src,
+                        wx_error *err)
+{
+    if (!src)
+        return 0;
+    *dst = wx__calloc(1, sizeof(**dst));
+    return *dst ? wx_artifact_copy(*dst, src, err) : WX_ENOMEM;
+}
+
+int wx_sim_return_copy(wx_sim_return *dst, const wx_sim_return *src,
+                       wx_error *err)
+{
+    int rc = 0;
+
+    *dst = *src;
+    dst->outputs = wx__calloc(src->n_outputs ? src->n_outputs : 1,
+                              sizeof(*dst->outputs));
+    dst->n_outputs = 0;
+    dst->error = NULL;
+    dst->error_details = NULL;
+    dst->logs_ref = src->logs_ref ? wx__strdup(src->logs_ref) : NULL;
+    dst->metrics = src->metrics ? json_deep_copy(src->metrics) : NULL;
+    if (!dst->outputs || (src->logs_ref && !dst->logs_ref) ||
+        (src->metrics && !dst->metrics))
+        rc = WX_ENOMEM;
+    for (size_t i = 0; !rc && i < src->n_outputs; i++) {
+        wx_output *o = &dst->outputs[dst->n_outputs];
+
+        o->name = wx__strdup(src->outputs[i].name);
+        rc = o->name ? wx_artifact_copy(&o->art, &src->outputs[i].art, err)
+                     : WX_ENOMEM;
+        if (o->name)
+            dst->n_outputs++;
+    }
+    if (!rc)
+        rc = copy_error_info(&dst->error, src->error);
+    if (!rc)
+        rc = copy_details(&dst->error_details, src->error_details, err);
+    if (rc) {
+        wx_sim_return_release(dst);
+        return rc == WX_ENOMEM ? oom(err) : rc;
+    }
+    return 0;
+}
+
 /* The optional "error" and "error_details" members. */
 static int sim_return_error_from_json(wx_sim_return *r, const json_t *v,
                                       wx_error *err)

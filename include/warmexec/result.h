@@ -123,6 +123,10 @@ WX_API int wx_sim_return_validate(const wx_sim_return *r, wx_error *err);
 
 WX_API void wx_sim_return_release(wx_sim_return *r);
 
+/* Deep copy into `dst` (overwritten; released on failure).  WX_ENOMEM. */
+WX_API int wx_sim_return_copy(wx_sim_return *dst, const wx_sim_return *src,
+                              wx_error *err);
+
 /*
  * JSON: {"task_id","sim_root","outputs":{name: artifact},"error":null|
  * ErrorInfo,"error_details":null|artifact,"metrics":{},"cached":B,

@@ -24,6 +24,8 @@
 #include <warmexec/log.h>
 #include <warmexec/pool.h>
 #include <warmexec/result.h>
+#include <warmexec/service.h>
+#include <warmexec/study.h>
 #include <warmexec/task.h>
 #include <warmexec/version.h>
 

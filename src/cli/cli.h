@@ -43,6 +43,7 @@ int cmd_canon(cli_ctx *ctx, int argc, char **argv);
 int cmd_task(cli_ctx *ctx, int argc, char **argv);
 int cmd_config(cli_ctx *ctx, int argc, char **argv);
 int cmd_bundle(cli_ctx *ctx, int argc, char **argv);
+int cmd_run(cli_ctx *ctx, int argc, char **argv);
 int cmd_aggregate(cli_ctx *ctx, int argc, char **argv);
 
 /*

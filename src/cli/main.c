@@ -8,6 +8,7 @@ static int cmd_version(cli_ctx *ctx, int argc, char **argv);
 static int cmd_help(cli_ctx *ctx, int argc, char **argv);
 
 static const cli_command commands[] = {
+    {"run", cmd_run, "run a study: every task, aggregation and result"},
     {"task", cmd_task, "run one SimTask, or compute its identifiers"},
     {"aggregate", cmd_aggregate, "evaluate a target over replicate results"},
     {"bundle", cmd_bundle, "add, list, show and verify stored bundles"},

@@ -1,7 +1,7 @@
 /* The JSON writers: canonical (sorted, raw UTF-8) and wire (ASCII). */
 #include "testutil.h"
 
-static char *write(const json_t *v, unsigned flags)
+static char *write_json(const json_t *v, unsigned flags)
 {
     wx_error err = WX_ERROR_INIT;
     wx_buf b = WX_BUF_INIT(1u << 30);
@@ -48,7 +48,7 @@ static void test_string_escapes_canonical(void **state)
 static void test_ensure_ascii(void **state)
 {
     json_t *v = tu_json("{\"k\": \"caf\\u00e9 \\ud83d\\ude00 \\u007f\"}");
-    char *out = write(v, WX_JSON_ENSURE_ASCII);
+    char *out = write_json(v, WX_JSON_ENSURE_ASCII);
 
     assert_string_equal(out, "{\"k\":\"caf\\u00e9 \\ud83d\\ude00 "
                              "\\u007f\"}");
@@ -60,7 +60,7 @@ static void test_insertion_order_without_sorting(void **state)
 {
     json_t *v = tu_json("{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": "
                         "\"ready\", \"params\": {}}");
-    char *out = write(v, WX_JSON_ENSURE_ASCII);
+    char *out = write_json(v, WX_JSON_ENSURE_ASCII);
 
     assert_string_equal(out, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":"
                              "\"ready\",\"params\":{}}");
@@ -133,7 +133,7 @@ static void test_large_string_round_trip(void **state)
     text[n + 1] = '"';
     text[n + 2] = '\0';
     v = tu_json(text);
-    out = write(v, WX_JSON_ENSURE_ASCII);
+    out = write_json(v, WX_JSON_ENSURE_ASCII);
     assert_string_equal(out, text);
     wx_free(out);
     json_decref(v);

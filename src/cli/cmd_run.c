@@ -1,0 +1,253 @@
+/* warmexec run: run a study, with progress, a summary and resume. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define MAX_TARGET_FLAGS 64
+
+static const char usage[] =
+    "usage: warmexec run STUDY.json [--bundle DIR|REF] [--out FILE] [-j N]\n"
+    "                    [--target T]... [--no-cache] [--csv DIR] [--json]\n\n"
+    "Run every (parameter set x replicate) task of a ModelOps\n"
+    "SimulationStudy or SimJob file in warm workers, then one aggregation\n"
+    "per parameter set and target, and record everything in a SQLite\n"
+    "results database (docs/results.md).\n\n"
+    "  --bundle DIR|REF  the bundle (a directory is added to the store)\n"
+    "  --out FILE        the results database (default results.db)\n"
+    "  -j N              parallel workers (default: the number of CPUs)\n"
+    "  --target T        a target entrypoint; repeatable (default: the\n"
+    "                    study's targets, else the bundle's)\n"
+    "  --no-cache        neither read nor write the result cache\n"
+    "  --csv DIR         also write sims.csv and aggregations.csv\n"
+    "  --json            print the summary as JSON\n\n"
+    "Ctrl-C stops cleanly (in-flight tasks finish, everything done is\n"
+    "recorded); a second Ctrl-C abandons them.  Running the same command\n"
+    "again resumes.  Exit: 0 all ok, 1 some tasks failed, 2 usage, 3 bad\n"
+    "input, 4 system failure, 130 interrupted.\n";
+
+typedef struct run_args {
+    const char *study, *bundle, *out, *csv, *jobs;
+    const char *targets[MAX_TARGET_FLAGS + 1];
+    size_t n_targets;
+    bool no_cache, json;
+} run_args;
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_sigint(int sig)
+{
+    static const char msg[] =
+        "\nwarmexec: stopping after the tasks in flight (Ctrl-C again to "
+        "abandon them)\n";
+
+    if (stop_flag) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    stop_flag = 1;
+    if (write(2, msg, sizeof(msg) - 1) < 0)
+        return;
+}
+
+static int parse(int argc, char **argv, run_args *a, bool *done)
+{
+    static const struct option options[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"bundle", required_argument, NULL, 'b'},
+        {"out", required_argument, NULL, 'o'},
+        {"target", required_argument, NULL, 't'},
+        {"no-cache", no_argument, NULL, 'n'},
+        {"csv", required_argument, NULL, 'c'},
+        {"json", no_argument, NULL, 'J'},
+        {NULL, 0, NULL, 0}};
+    int c;
+
+    *done = false;
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "hj:", options, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(usage, stdout);
+            *done = true;
+            return EXIT_OK;
+        case 'b': a->bundle = optarg; break;
+        case 'o': a->out = optarg; break;
+        case 'j': a->jobs = optarg; break;
+        case 'n': a->no_cache = true; break;
+        case 'c': a->csv = optarg; break;
+        case 'J': a->json = true; break;
+        case 't':
+            if (a->n_targets == MAX_TARGET_FLAGS)
+                return cli_usage_error("run", "too many --target flags");
+            a->targets[a->n_targets++] = optarg;
+            break;
+        default:
+            return cli_usage_error("run", "unknown or incomplete option '%s'",
+                                   argv[optind - 1]);
+        }
+    }
+    if (argc - optind != 1)
+        return cli_usage_error("run", "expected one STUDY file");
+    a->study = argv[optind];
+    return EXIT_OK;
+}
+
+/* "1m05s", "3.2s", "2h01m". */
+static void format_duration(double s, char *out, size_t max)
+{
+    if (s < 0)
+        snprintf(out, max, "?");
+    else if (s < 60)
+        snprintf(out, max, "%.1fs", s);
+    else if (s < 3600)
+        snprintf(out, max, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else
+        snprintf(out, max, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
+}
+
+/* On a terminal: one line rewritten in place; otherwise a log line. */
+static void show_progress(void *user, const wx_run_progress *p, bool final)
+{
+    bool tty = *(bool *)user;
+    char eta[32];
+
+    format_duration(p->eta_s, eta, sizeof(eta));
+    fprintf(stderr,
+            "%s[%zu/%zu] %.1f tasks/s  ETA %s  failed %zu  cached %zu"
+            "  resumed %zu  aggregations %zu/%zu%s",
+            tty ? "\r\033[K" : "warmexec: ", p->done + p->skipped, p->total,
+            p->rate, eta, p->failed, p->cached, p->skipped, p->aggs_done,
+            p->aggs_total, tty && !final ? "" : "\n");
+    fflush(stderr);
+}
+
+static void print_summary(const wx_study *st, const wx_run_summary *s)
+{
+    const wx_run_progress *p = &s->progress;
+    char took[32];
+
+    format_duration(p->elapsed_s, took, sizeof(took));
+    printf("study        %s: %zu parameter sets, %zu tasks\n", st->path,
+           st->n_sets, p->total);
+    printf("simulations  %zu ok, %zu failed (this run: %zu ran, %zu from "
+           "the cache, %zu already recorded)\n",
+           s->sims_ok, s->sims_failed, p->done - p->cached, p->cached,
+           p->skipped);
+    printf("aggregations %zu ok, %zu failed\n", s->aggs_ok, s->aggs_failed);
+    printf("time         %s (%.1f tasks/s)%s\n", took, p->rate,
+           s->interrupted ? ", interrupted" : "");
+    for (size_t i = 0; i < s->n_errors; i++)
+        printf("%s %s: %zu\n", i ? "            " : "failures    ",
+               s->errors[i].type, s->errors[i].count);
+    for (size_t i = 0; i < s->n_best; i++) {
+        if (i == 0 || strcmp(s->best[i].target, s->best[i - 1].target))
+            printf("best by %s:\n", s->best[i].target);
+        printf("  %-14.6g %s\n", s->best[i].loss, s->best[i].params);
+    }
+    printf("results      %s (tables runs, sims, aggregations; view "
+           "losses)\n",
+           s->results_path);
+}
+
+static int print_summary_json(const wx_run_summary *s, wx_error *err)
+{
+    const wx_run_progress *p = &s->progress;
+    json_t *v = json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:b,s:s,s:{},s:[]}", "tasks",
+        (json_int_t)p->total, "ok", (json_int_t)s->sims_ok, "failed",
+        (json_int_t)s->sims_failed, "cached", (json_int_t)p->cached,
+        "resumed", (json_int_t)p->skipped, "aggregations_ok",
+        (json_int_t)s->aggs_ok, "aggregations_failed",
+        (json_int_t)s->aggs_failed, "seconds", p->elapsed_s, "tasks_per_s",
+        p->rate, "interrupted", s->interrupted, "results", s->results_path,
+        "failures", "best");
+    int rc;
+
+    for (size_t i = 0; v && i < s->n_errors; i++)
+        json_object_set_new(json_object_get(v, "failures"), s->errors[i].type,
+                            json_integer((json_int_t)s->errors[i].count));
+    for (size_t i = 0; v && i < s->n_best; i++) {
+        json_t *params = NULL;
+
+        wx_json_parse(s->best[i].params, strlen(s->best[i].params), &params,
+                      NULL);
+        json_array_append_new(json_object_get(v, "best"),
+                              json_pack("{s:s,s:s,s:f,s:o}", "target",
+                                        s->best[i].target, "param_id",
+                                        s->best[i].param_id, "loss",
+                                        s->best[i].loss, "params",
+                                        params ? params : json_null()));
+    }
+    rc = v ? cli_print_value(v, true, err)
+           : wx_error_set(err, WX_ENOMEM, "out of memory");
+    json_decref(v);
+    return rc;
+}
+
+static int setup(cli_ctx *ctx, const run_args *a, wx_study *st,
+                 char ref[WX_DIGEST_LEN + 1], wx_error *err)
+{
+    int rc = 0;
+
+    if (a->jobs)
+        rc = wx_config_set(ctx->cfg, WX_CONF_JOBS, a->jobs, WX_CONF_FROM_FLAG,
+                           err);
+    if (!rc && a->bundle)
+        rc = cli_bundle_ref(ctx, a->bundle, ref, err);
+    if (!rc)
+        rc = wx_study_load(a->study,
+                           (size_t)wx_config_int(ctx->cfg,
+                                                 WX_CONF_MAX_INPUT_BYTES),
+                           st, err);
+    return rc;
+}
+
+int cmd_run(cli_ctx *ctx, int argc, char **argv)
+{
+    run_args a = {.out = "results.db"};
+    char ref[WX_DIGEST_LEN + 1];
+    wx_error err = WX_ERROR_INIT;
+    wx_run_summary sum = {0};
+    wx_study st = {0};
+    bool done, tty = isatty(2);
+    wx_run_options o = {0};
+    int rc = parse(argc, argv, &a, &done);
+
+    if (rc || done)
+        return rc;
+    if (a.jobs && wx_config_set(ctx->cfg, WX_CONF_JOBS, a.jobs,
+                                WX_CONF_FROM_FLAG, &err) != 0)
+        return cli_usage_error("run", "-j: %s", err.message);
+    rc = setup(ctx, &a, &st, ref, &err);
+    if (rc)
+        return cli_fail(&err);
+    o = (wx_run_options){a.bundle ? ref : NULL, a.targets, a.out, a.csv, 0,
+                         a.no_cache, show_progress, &tty,
+                         tty ? 0.2 : 5.0, &stop_flag};
+    signal(SIGINT, on_sigint);
+    rc = wx_study_run(ctx->cfg, &st, &o, &sum, &err);
+    signal(SIGINT, SIG_DFL);
+    if (!rc || rc == WX_EMODEL || rc == WX_ECANCELED) {
+        show_progress(&tty, &sum.progress, true);
+        if (a.json)
+            print_summary_json(&sum, &err);
+        else
+            print_summary(&st, &sum);
+    }
+    wx_run_summary_release(&sum);
+    wx_study_release(&st);
+    if (rc == WX_ECANCELED) {
+        fprintf(stderr, "warmexec: %s\n", err.message);
+        return 130;
+    }
+    if (rc == WX_EMODEL)
+        return EXIT_TASK_FAILED;
+    return rc ? cli_fail(&err) : EXIT_OK;
+}

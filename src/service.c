@@ -1,0 +1,556 @@
+/*
+ * The local simulation service (dispatcher threads over a wx_env) and the
+ * futures of the original's SimulationService API.
+ */
+#include "internal.h"
+
+#include <pthread.h>
+#include <unistd.h>
+
+#include <warmexec/service.h>
+
+#include "alloc.h"
+
+typedef struct job {
+    struct job *next;
+    bool is_agg;
+    wx_task task;
+    wx_agg_task agg;
+    wx_sim_done sim_done;
+    wx_agg_done agg_done;
+    void *user;
+} job;
+
+typedef struct local {
+    wx_service base;
+    wx_env *env;
+    pthread_mutex_t mu;
+    pthread_cond_t work, space, idle;
+    job *head, *tail;
+    size_t queued, queue_max, running;
+    bool stopping;
+    pthread_t *threads;
+    int n_threads;
+} local;
+
+static void job_free(job *j)
+{
+    wx_task_release(&j->task);
+    wx_agg_task_release(&j->agg);
+    wx_free(j);
+}
+
+static void run_job(local *l, job *j)
+{
+    if (j->is_agg) {
+        wx_error err = WX_ERROR_INIT;
+        wx_fault fault = {0};
+        wx_agg_return ret;
+        int rc = wx_env_run_aggregation(l->env, &j->agg, &ret, &fault, &err);
+
+        j->agg_done(j->user, &ret, rc, &err, &fault);
+        wx_fault_release(&fault);
+    } else {
+        wx_sim_return ret;
+        int rc = wx_env_run(l->env, &j->task, &ret);
+
+        j->sim_done(j->user, &ret, rc);
+    }
+}
+
+static void *dispatcher(void *arg)
+{
+    local *l = arg;
+
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        job *j = l->head;
+
+        if (!j && l->stopping)
+            break;
+        if (!j) {
+            pthread_cond_wait(&l->work, &l->mu);
+            continue;
+        }
+        l->head = j->next;
+        if (!l->head)
+            l->tail = NULL;
+        l->queued--;
+        l->running++;
+        pthread_cond_signal(&l->space);
+        pthread_mutex_unlock(&l->mu);
+        run_job(l, j);
+        job_free(j);
+        pthread_mutex_lock(&l->mu);
+        l->running--;
+        if (!l->head && !l->running)
+            pthread_cond_broadcast(&l->idle);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+/*
+ * Queue a job.  Simulations wait for room; aggregations never do, because
+ * they are often submitted from a completion callback, on a dispatcher
+ * thread that must not wait for itself.
+ */
+static void enqueue(local *l, job *j)
+{
+    pthread_mutex_lock(&l->mu);
+    while (!j->is_agg && l->queued >= l->queue_max)
+        pthread_cond_wait(&l->space, &l->mu);
+    if (l->tail)
+        l->tail->next = j;
+    else
+        l->head = j;
+    l->tail = j;
+    l->queued++;
+    pthread_cond_signal(&l->work);
+    pthread_mutex_unlock(&l->mu);
+}
+
+static int local_submit_sim(wx_service *s, const wx_task *task,
+                            wx_sim_done done, void *user, wx_error *err)
+{
+    job *j = wx__calloc(1, sizeof(*j));
+    int rc;
+
+    if (!j)
+        return wx_error_set(err, WX_ENOMEM, "out of memory");
+    rc = wx_task_copy(&j->task, task, err);
+    if (rc) {
+        wx_free(j);
+        return rc;
+    }
+    j->sim_done = done;
+    j->user = user;
+    enqueue((local *)s, j);
+    return 0;
+}
+
+static int copy_agg_task(wx_agg_task *dst, const wx_agg_task *src,
+                         wx_error *err)
+{
+    memset(dst, 0, sizeof(*dst));
+    dst->bundle_ref = wx__strdup(src->bundle_ref);
+    dst->target_entrypoint = wx__strdup(src->target_entrypoint);
+    dst->target_data = json_incref(src->target_data);
+    dst->sim_returns = wx__calloc(src->n_sim_returns ? src->n_sim_returns
+                                                     : 1,
+                                  sizeof(*dst->sim_returns));
+    if (!dst->bundle_ref || !dst->target_entrypoint || !dst->sim_returns) {
+        wx_agg_task_release(dst);
+        return wx_error_set(err, WX_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < src->n_sim_returns; i++) {
+        int rc = wx_sim_return_copy(&dst->sim_returns[i],
+                                    &src->sim_returns[i], err);
+
+        if (rc) {
+            wx_agg_task_release(dst);
+            return rc;
+        }
+        dst->n_sim_returns = i + 1;
+    }
+    return 0;
+}
+
+static int local_submit_agg(wx_service *s, const wx_agg_task *task,
+                            wx_agg_done done, void *user, wx_error *err)
+{
+    job *j = wx__calloc(1, sizeof(*j));
+    int rc;
+
+    if (!j)
+        return wx_error_set(err, WX_ENOMEM, "out of memory");
+    rc = copy_agg_task(&j->agg, task, err);
+    if (rc) {
+        wx_free(j);
+        return rc;
+    }
+    j->is_agg = true;
+    j->agg_done = done;
+    j->user = user;
+    enqueue((local *)s, j);
+    return 0;
+}
+
+static void local_wait(wx_service *s)
+{
+    local *l = (local *)s;
+
+    pthread_mutex_lock(&l->mu);
+    while (l->head || l->running)
+        pthread_cond_wait(&l->idle, &l->mu);
+    pthread_mutex_unlock(&l->mu);
+}
+
+static void local_free(wx_service *s)
+{
+    local *l = (local *)s;
+
+    local_wait(s);
+    pthread_mutex_lock(&l->mu);
+    l->stopping = true;
+    pthread_cond_broadcast(&l->work);
+    pthread_mutex_unlock(&l->mu);
+    for (int i = 0; i < l->n_threads; i++)
+        pthread_join(l->threads[i], NULL);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->work);
+    pthread_cond_destroy(&l->space);
+    pthread_cond_destroy(&l->idle);
+    wx_free(l->threads);
+    wx_free(l);
+}
+
+static const wx_service_ops local_ops = {local_submit_sim, local_submit_agg,
+                                         local_wait, local_free};
+
+int wx_service_local(wx_env *env, int threads, size_t queue_max,
+                     wx_service **out, wx_error *err)
+{
+    local *l = wx__calloc(1, sizeof(*l));
+
+    if (threads <= 0)
+        threads = (int)WX_MAX(1, sysconf(_SC_NPROCESSORS_ONLN));
+    if (!l || !(l->threads = wx__calloc((size_t)threads, sizeof(pthread_t)))) {
+        wx_free(l);
+        return wx_error_set(err, WX_ENOMEM, "out of memory");
+    }
+    l->base.ops = &local_ops;
+    l->env = env;
+    l->queue_max = queue_max ? queue_max : 1;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->work, NULL);
+    pthread_cond_init(&l->space, NULL);
+    pthread_cond_init(&l->idle, NULL);
+    for (; l->n_threads < threads; l->n_threads++) {
+        if (pthread_create(&l->threads[l->n_threads], NULL, dispatcher, l)) {
+            local_free(&l->base);
+            return wx_error_set(err, WX_EIO, "cannot start threads");
+        }
+    }
+    *out = &l->base;
+    return 0;
+}
+
+int wx_service_submit(wx_service *s, const wx_task *task, wx_sim_done done,
+                      void *user, wx_error *err)
+{
+    return s->ops->submit_sim(s, task, done, user, err);
+}
+
+int wx_service_submit_aggregation(wx_service *s, const wx_agg_task *task,
+                                  wx_agg_done done, void *user,
+                                  wx_error *err)
+{
+    return s->ops->submit_agg(s, task, done, user, err);
+}
+
+void wx_service_wait(wx_service *s)
+{
+    s->ops->wait(s);
+}
+
+void wx_service_free(wx_service *s)
+{
+    if (s)
+        s->ops->free(s);
+}
+
+/* ---- futures ---- */
+
+typedef struct tracker tracker;
+
+struct wx_future {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    int status;
+    wx_sim_return sim;
+    wx_agg_return agg;
+    wx_error err;
+    wx_fault fault;
+    tracker *rs;  /* the replicate set this simulation belongs to */
+    size_t index; /* its replicate number */
+};
+
+/* A replicate set waiting for its replicates before its aggregation. */
+struct tracker {
+    pthread_mutex_t mu;
+    wx_service *service;
+    wx_agg_task agg; /* sim_returns filled as replicates finish */
+    size_t remaining;
+    wx_future *agg_future;
+    int failed;      /* a replicate could not be submitted: its status */
+    wx_error err;
+};
+
+static wx_future *future_new(void)
+{
+    wx_future *f = wx__calloc(1, sizeof(*f));
+
+    if (f) {
+        pthread_mutex_init(&f->mu, NULL);
+        pthread_cond_init(&f->cv, NULL);
+    }
+    return f;
+}
+
+static void future_finish(wx_future *f, int status)
+{
+    pthread_mutex_lock(&f->mu);
+    f->status = status;
+    f->done = true;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+static void future_wait(wx_future *f)
+{
+    pthread_mutex_lock(&f->mu);
+    while (!f->done)
+        pthread_cond_wait(&f->cv, &f->mu);
+    pthread_mutex_unlock(&f->mu);
+}
+
+static void agg_future_done(void *user, wx_agg_return *ret, int status,
+                            const wx_error *err, const wx_fault *fault)
+{
+    wx_future *f = user;
+
+    if (!status) {
+        f->agg = *ret;
+    } else {
+        f->err = *err;
+        f->fault = *fault;
+        f->fault.stderr_tail =
+            fault->stderr_tail ? wx__strdup(fault->stderr_tail) : NULL;
+        f->fault.traceback =
+            fault->traceback ? wx__strdup(fault->traceback) : NULL;
+    }
+    future_finish(f, status);
+}
+
+static void tracker_free(tracker *t)
+{
+    wx_agg_task_release(&t->agg);
+    pthread_mutex_destroy(&t->mu);
+    wx_free(t);
+}
+
+/* The last replicate is in: submit the aggregation. */
+static void tracker_complete(tracker *t)
+{
+    wx_error err = t->err;
+    int rc = t->failed ? t->failed
+                       : wx_service_submit_aggregation(t->service, &t->agg,
+                                                       agg_future_done,
+                                                       t->agg_future, &err);
+
+    if (rc) {
+        t->agg_future->err = err;
+        future_finish(t->agg_future, rc);
+    }
+    tracker_free(t);
+}
+
+/* One replicate is in: keep a copy for the aggregation. */
+static void tracker_add(tracker *t, size_t i, const wx_sim_return *r)
+{
+    bool last;
+
+    pthread_mutex_lock(&t->mu);
+    if (wx_sim_return_copy(&t->agg.sim_returns[i], r, NULL) != 0)
+        memset(&t->agg.sim_returns[i], 0, sizeof(*r));
+    last = --t->remaining == 0;
+    pthread_mutex_unlock(&t->mu);
+    if (last)
+        tracker_complete(t);
+}
+
+static void sim_future_done(void *user, wx_sim_return *ret, int status)
+{
+    wx_future *f = user;
+
+    f->sim = *ret;
+    if (f->rs)
+        tracker_add(f->rs, f->index, &f->sim);
+    future_finish(f, status);
+}
+
+int wx_service_submit_future(wx_service *s, const wx_task *task,
+                             wx_future **out, wx_error *err)
+{
+    wx_future *f = future_new();
+    int rc;
+
+    if (!f)
+        return wx_error_set(err, WX_ENOMEM, "out of memory");
+    rc = wx_service_submit(s, task, sim_future_done, f, err);
+    if (rc) {
+        wx_future_free(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
+int wx_service_submit_batch(wx_service *s, const wx_task *tasks, size_t n,
+                            wx_future **out, wx_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = wx_service_submit_future(s, &tasks[i], &out[i], err);
+
+        if (rc) {
+            /* Those submitted run on; wait for them before failing. */
+            for (size_t k = 0; k < i; k++) {
+                future_wait(out[k]);
+                wx_future_free(out[k]);
+            }
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static tracker *tracker_new(wx_service *s, const wx_replicate_set *rs,
+                            const char *target, json_t *target_data,
+                            wx_future *agg_future)
+{
+    size_t n = (size_t)rs->n_replicates;
+    tracker *t = wx__calloc(1, sizeof(*t));
+
+    if (!t)
+        return NULL;
+    pthread_mutex_init(&t->mu, NULL);
+    t->service = s;
+    t->remaining = n;
+    t->agg_future = agg_future;
+    t->agg.bundle_ref = wx__strdup(rs->base.bundle_ref);
+    t->agg.target_entrypoint = wx__strdup(target);
+    t->agg.target_data = json_incref(target_data);
+    t->agg.sim_returns = wx__calloc(n, sizeof(*t->agg.sim_returns));
+    t->agg.n_sim_returns = n;
+    if (!t->agg.bundle_ref || !t->agg.target_entrypoint ||
+        !t->agg.sim_returns) {
+        tracker_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* Replicate `i` could not be submitted: count it as done, and failed. */
+static void tracker_skip(tracker *t, int rc, const wx_error *err)
+{
+    bool last;
+
+    pthread_mutex_lock(&t->mu);
+    if (!t->failed) {
+        t->failed = rc;
+        t->err = *err;
+    }
+    last = --t->remaining == 0;
+    pthread_mutex_unlock(&t->mu);
+    if (last)
+        tracker_complete(t);
+}
+
+static int submit_replicate(wx_service *s, const wx_replicate_set *rs,
+                            int64_t i, tracker *t, wx_future **out,
+                            wx_error *err)
+{
+    wx_task task;
+    int rc = wx_replicate_task(rs, i, &task, err);
+
+    *out = rc ? NULL : future_new();
+    if (!rc && !*out)
+        rc = wx_error_set(err, WX_ENOMEM, "out of memory");
+    if (!rc) {
+        (*out)->rs = t;
+        (*out)->index = (size_t)i;
+        rc = wx_service_submit(s, &task, sim_future_done, *out, err);
+    }
+    if (rc) {
+        wx_future_free(*out);
+        *out = NULL;
+        if (t)
+            tracker_skip(t, rc, err);
+    }
+    wx_task_release(&task);
+    return rc;
+}
+
+int wx_service_submit_replicate_set(wx_service *s, const wx_replicate_set *rs,
+                                    const char *target, json_t *target_data,
+                                    wx_future **sims, wx_future **agg,
+                                    wx_error *err)
+{
+    tracker *t = NULL;
+    int rc = wx_replicate_set_validate(rs, err);
+
+    if (rc)
+        return rc;
+    if (target) {
+        *agg = future_new();
+        t = *agg ? tracker_new(s, rs, target, target_data, *agg) : NULL;
+        if (!t) {
+            wx_future_free(*agg);
+            return wx_error_set(err, WX_ENOMEM, "out of memory");
+        }
+    }
+    for (int64_t i = 0; i < rs->n_replicates; i++) {
+        if (!rc) {
+            rc = submit_replicate(s, rs, i, t, &sims[i], err);
+            continue;
+        }
+        /* After a failure the rest is not submitted: count it as failed. */
+        sims[i] = NULL;
+        if (t)
+            tracker_skip(t, rc, err);
+    }
+    return rc;
+}
+
+int wx_future_sim(wx_future *f, wx_sim_return *out)
+{
+    future_wait(f);
+    *out = f->sim;
+    memset(&f->sim, 0, sizeof(f->sim));
+    return f->status;
+}
+
+int wx_future_agg(wx_future *f, wx_agg_return *out, wx_fault *fault,
+                  wx_error *err)
+{
+    future_wait(f);
+    *out = f->agg;
+    memset(&f->agg, 0, sizeof(f->agg));
+    if (f->status && err)
+        *err = f->err;
+    if (f->status && fault) {
+        *fault = f->fault;
+        memset(&f->fault, 0, sizeof(f->fault));
+    }
+    return f->status;
+}
+
+void wx_service_gather(wx_future **futures, size_t n, wx_sim_return *out)
+{
+    for (size_t i = 0; i < n; i++)
+        wx_future_sim(futures[i], &out[i]);
+}
+
+void wx_future_free(wx_future *f)
+{
+    if (!f)
+        return;
+    wx_sim_return_release(&f->sim);
+    wx_agg_return_release(&f->agg);
+    wx_fault_release(&f->fault);
+    pthread_mutex_destroy(&f->mu);
+    pthread_cond_destroy(&f->cv);
+    wx_free(f);
+}

@@ -1148,7 +1148,8 @@ static void test_add_copies_read_only(void **state)
     assert_string_equal(ref, digest);
 
     snprintf(stored, sizeof(stored), "%s", stored_path(fx, ref));
-    assert_int_equal(count_entries(stored), 5); /* + data, bin, .wxignore */
+    /* warmexec.json, .warmexecignore, run.sh, data/, bin/ (no .git) */
+    assert_int_equal(count_entries(stored), 5);
     assert_mode(P(stored, "warmexec.json"), 0444);
     assert_mode(P(stored, ".warmexecignore"), 0444);
     assert_mode(P(stored, "data/values.csv"), 0444);
@@ -2105,7 +2106,6 @@ int main(void)
         T(test_manifest_modelops),
         /* digest */
         T(test_digest_matches_hand_written_index),
-        T(test_digest_empty_bundle),
         T(test_digest_of_example_bundles),
         T(test_digest_nested_directories),
         T(test_digest_changes_with_content_name_and_exec_bit),
@@ -2121,7 +2121,6 @@ int main(void)
         /* store */
         T(test_open_creates_layout),
         T(test_add_copies_read_only),
-        T(test_add_empty_bundle),
         T(test_add_twice_is_a_no_op),
         T(test_add_refuses_what_digest_refuses),
         T(test_add_from_concurrent_processes),
@@ -2151,7 +2150,19 @@ int main(void)
         T(test_pool_runs_native_bundle),
         T(test_python_worker_does_not_write_into_the_stored_bundle),
         T(test_stored_bundle_directories_are_read_only),
+        /*
+         * Last: an empty bundle makes build_index() call qsort(NULL, 0),
+         * which UBSan (the sanitizer build) stops the program on.
+         */
+        T(test_digest_empty_bundle),
+        T(test_add_empty_bundle),
     };
 
+    /* WX_TEST_FILTER / WX_TEST_SKIP: run only / skip the matching tests
+     * (cmocka patterns, '*' and '?'). */
+    if (getenv("WX_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("WX_TEST_FILTER"));
+    if (getenv("WX_TEST_SKIP"))
+        cmocka_set_skip_filter(getenv("WX_TEST_SKIP"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

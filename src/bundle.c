@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -188,6 +189,16 @@ static int read_entrypoints(const json_t *obj, const char *field,
     return rc;
 }
 
+/* The last component of a directory path ("-" for a stored bundle, whose
+   directory is its digest). */
+static const char *dir_name(const char *dir)
+{
+    const char *slash = strrchr(dir, '/');
+    const char *base = slash ? slash + 1 : dir;
+
+    return wx__is_hex256(base) ? "-" : base;
+}
+
 static const char *const manifest_keys[] = {
     "name",    "runner",      "library",     "env",     "entrypoints",
     "targets", "description", "version",     "wire",    NULL};
@@ -217,7 +228,7 @@ static int read_manifest(const json_t *obj, const char *dir, wx_manifest *m,
                               &m->entrypoints, err);
     if (!rc)
         rc = read_entrypoints(obj, "targets", WX_EP_TARGET, &m->targets, err);
-    if (!rc && !(m->name = wx__strdup(name ? name : dir)))
+    if (!rc && !(m->name = wx__strdup(name ? name : dir_name(dir))))
         rc = wx_error_set(err, WX_ENOMEM, "out of memory");
     return rc;
 }
@@ -234,7 +245,6 @@ static bool is_file(const char *dir, const char *rel)
 /* No warmexec.json: a ModelOps Python bundle, or not a bundle at all. */
 static int modelops_manifest(const char *dir, wx_manifest *m, wx_error *err)
 {
-    const char *base = strrchr(dir, '/');
     int rc;
 
     if (!is_file(dir, ".modelops/manifest.json") &&
@@ -245,15 +255,12 @@ static int modelops_manifest(const char *dir, wx_manifest *m, wx_error *err)
                             dir);
     m->runner = WX_RUNNER_PYTHON;
     m->modelops = true;
-    /* A stored bundle's directory is its digest: no name to show. */
-    if (base && wx__is_hex256(base + 1))
-        base = NULL, dir = "-";
     rc = strs_empty(&m->env, err);
     if (!rc)
         rc = strs_empty(&m->entrypoints, err);
     if (!rc)
         rc = strs_empty(&m->targets, err);
-    if (!rc && !(m->name = wx__strdup(base ? base + 1 : dir)))
+    if (!rc && !(m->name = wx__strdup(dir_name(dir))))
         rc = wx_error_set(err, WX_ENOMEM, "out of memory");
     return rc;
 }
@@ -338,8 +345,8 @@ static int load_ignore(walk *w)
 
 /*
  * Skipped: .git directories and .warmexecignore patterns.  A pattern
- * with a '/' matches the whole relative path, else the last component; a
- * trailing '/' matches directories only.
+ * with a '/' matches the whole relative path (where '*' also matches '/'),
+ * else the last component; a trailing '/' matches directories only.
  */
 static bool ignored(const walk *w, const char *rel, const char *base,
                     bool is_dir)
@@ -355,7 +362,7 @@ static bool ignored(const walk *w, const char *rel, const char *base,
                  w->patterns[i]);
         if (dir_only && !is_dir)
             continue;
-        if (strchr(pat, '/') ? fnmatch(pat, rel, FNM_PATHNAME) == 0
+        if (strchr(pat, '/') ? fnmatch(pat, rel, 0) == 0
                              : fnmatch(pat, base, 0) == 0)
             return true;
     }
@@ -480,7 +487,8 @@ static int build_index(walk *w, wx_buf *index, wx_error *err)
 {
     int rc = 0;
 
-    qsort(w->files, w->n, sizeof(*w->files), cmp_paths);
+    if (w->n)
+        qsort(w->files, w->n, sizeof(*w->files), cmp_paths);
     for (size_t i = 0; !rc && i < w->n; i++) {
         char path[PATH_MAX], hex[65];
         int mode = 644;
@@ -528,6 +536,9 @@ int wx_bundle_digest(const char *dir, char digest[WX_DIGEST_LEN + 1],
 }
 
 /* ---- the store ---- */
+
+/* The mode set_dir_modes() gives, for its nftw callback. */
+static mode_t dir_mode;
 
 struct wx_bundles {
     char root[PATH_MAX - 128]; /* home/bundles; room left for names */
@@ -649,15 +660,83 @@ static int publish(const char *tmp, const char *final, wx_error *err)
     return wx_error_set_sys(err, WX_EIO, errno, "rename to %s", final);
 }
 
+static int check_stored(const char *hex, const char *path, wx_error *err);
+
+static int dir_mode_entry(const char *path, const struct stat *st, int flag,
+                          struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if (flag == FTW_D || flag == FTW_DP)
+        chmod(path, dir_mode);
+    return 0;
+}
+
+/* chmod every directory of the tree at `path` (nftw has no user data). */
+static void set_dir_modes(const char *path, mode_t mode)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+    pthread_mutex_lock(&lock);
+    dir_mode = mode;
+    nftw(path, dir_mode_entry, 16, FTW_PHYS);
+    pthread_mutex_unlock(&lock);
+}
+
+/*
+ * A stored copy that no longer hashes to its name is moved aside and
+ * removed, so that adding the bundle again repairs the store (as a CAS
+ * put repairs a damaged object).
+ */
+static int drop_damaged(wx_bundles *b, const char *hex, const char *final,
+                        wx_error *err)
+{
+    char aside[PATH_MAX];
+
+    snprintf(aside, sizeof(aside), "%s/tmp/damaged-%.12s-XXXXXX", b->root,
+             hex);
+    if (!mkdtemp(aside) || rename(final, aside) != 0)
+        return wx_error_set_sys(err, WX_EIO, errno,
+                                "cannot move the damaged bundle %s aside",
+                                final);
+    set_dir_modes(aside, 0700);
+    wx__fs_remove_tree(aside);
+    return 0;
+}
+
+/* Copy `w`'s files into a temp tree and publish it as `final`. */
+static int store_copy(wx_bundles *b, const walk *w, const char *dir,
+                      const char *hex, const char *final, wx_error *err)
+{
+    char tmp[PATH_MAX];
+    int rc;
+
+    snprintf(tmp, sizeof(tmp), "%s/tmp/%.12s-XXXXXX", b->root, hex);
+    if (!mkdtemp(tmp))
+        return wx_error_set_sys(err, WX_EIO, errno, "mkdtemp %s", tmp);
+    rc = copy_tree(w, dir, tmp, err);
+    if (!rc)
+        rc = publish(tmp, final, err);
+    if (rc)
+        wx__fs_remove_tree(tmp);
+    else
+        set_dir_modes(final, 0555); /* a stored bundle is read-only */
+    return rc;
+}
+
 int wx_bundles_add(wx_bundles *b, const char *dir,
                    char ref[WX_DIGEST_LEN + 1], wx_error *err)
 {
     wx_buf index = WX_BUF_INIT(SIZE_MAX - 1);
-    char final[PATH_MAX], tmp[PATH_MAX], hex[65];
+    char final[PATH_MAX], hex[65];
+    wx_manifest m;
     struct stat st;
-    walk w;
-    int rc = list_bundle(dir, &w, err);
+    walk w = {0};
+    int rc = wx_manifest_load(dir, &m, err); /* refuse a bad manifest now */
 
+    wx_manifest_release(&m);
+    if (!rc)
+        rc = list_bundle(dir, &w, err);
     if (!rc)
         rc = build_index(&w, &index, err);
     if (!rc)
@@ -665,16 +744,11 @@ int wx_bundles_add(wx_bundles *b, const char *dir,
     if (!rc) {
         snprintf(ref, WX_DIGEST_LEN + 1, "sha256:%s", hex);
         store_path(b, hex, final);
-        snprintf(tmp, sizeof(tmp), "%s/tmp/%.12s-XXXXXX", b->root, hex);
+        if (stat(final, &st) == 0 && check_stored(hex, final, NULL) != 0)
+            rc = drop_damaged(b, hex, final, err);
     }
-    if (!rc && stat(final, &st) != 0) {
-        if (!mkdtemp(tmp))
-            rc = wx_error_set_sys(err, WX_EIO, errno, "mkdtemp %s", tmp);
-        else if ((rc = copy_tree(&w, dir, tmp, err)) == 0)
-            rc = publish(tmp, final, err);
-        if (rc)
-            wx__fs_remove_tree(tmp);
-    }
+    if (!rc && stat(final, &st) != 0)
+        rc = store_copy(b, &w, dir, hex, final, err);
     walk_release(&w);
     wx_buf_release(&index);
     return rc;
@@ -860,6 +934,10 @@ int wx_runner_for(const wx_manifest *m, const char *digest, const char *path,
     rc = runner_argv(m, cfg, &out->argv, err);
     if (!rc)
         rc = strs_empty(&out->env, err);
+    /* Python must not write __pycache__ into the read-only bundle (the
+       manifest's env may still say otherwise). */
+    if (!rc && m->runner == WX_RUNNER_PYTHON)
+        rc = strs_push(&out->env, "PYTHONDONTWRITEBYTECODE=1", err);
     for (size_t i = 0; !rc && m->env && m->env[i]; i++)
         rc = strs_push(&out->env, m->env[i], err);
     if (!rc && (!(out->digest = wx__strdup(digest)) ||

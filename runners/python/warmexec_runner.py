@@ -470,6 +470,9 @@ def protect_stdio():
 
 
 def main():
+    # Bundle code is imported from the read-only bundle store: no
+    # __pycache__ may be written into it (it would change the bundle).
+    sys.dont_write_bytecode = True
     """Start up (exit 1 if the wire cannot be loaded), then serve."""
     in_fd, out_fd = protect_stdio()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,

@@ -219,10 +219,10 @@ rm "$TMP/linked/data/pipe"
 [ -z "$(ls -A "$WARMEXEC_HOME/bundles/tmp")" ] || fail "leftovers in bundles/tmp"
 run 3 "$WARMEXEC" bundle add "$TMP/does-not-exist"
 err_has 'does-not-exist'
-# An empty directory is a bundle of no files: the digest of an empty index.
+# An empty directory has no manifest and no wire: it is not a bundle.
 mkdir "$TMP/empty"
-run 0 "$WARMEXEC" bundle add "$TMP/empty"
-out_is sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+run 3 "$WARMEXEC" bundle add "$TMP/empty"
+err_has "is not a bundle"
 
 # --- Python bundles ------------------------------------------------------
 # A ModelOps bundle: wire.py and nothing else.

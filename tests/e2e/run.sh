@@ -23,30 +23,48 @@ task() {
         "$2" "$1" >"$TMP/task.json"
 }
 
-# jget FILE EXPR: print the Python expression EXPR over the JSON document
-# `d` read from FILE (a tuple: its items separated by spaces).
-jget() {
-    python3 -c 'import json, math, sys
+# The checks below evaluate Python expressions over JSON documents: `d` is
+# the document checked, `e` the one it is compared with (or None), and
+# same(a, b) tells whether two SimReturns carry identical artifacts.  A
+# tuple prints as its items separated by spaces.  One python3 per call:
+# it starts slowly.
+PYCHECK='import json, math, sys
 d = json.load(open(sys.argv[1]))
-r = eval(sys.argv[2])
-print(" ".join(map(str, r)) if isinstance(r, tuple) else r)' "$1" "$2"
+e = json.load(open(sys.argv[2])) if sys.argv[2] else None
+def same(a, b):
+    return (a["outputs"] == b["outputs"] and a["sim_root"] == b["sim_root"]
+            and a["task_id"] == b["task_id"])
+def show(r):
+    return " ".join(map(str, r)) if isinstance(r, tuple) else str(r)
+if sys.argv[3] == "get":
+    print(show(eval(sys.argv[4])))
+    sys.exit(0)
+for x, want in zip(sys.argv[4::2], sys.argv[5::2]):
+    try:
+        got = show(eval(x))
+    except Exception as exc:
+        got = "error: %r" % exc
+    if got != want:
+        print("%s is %r, expected %r" % (x, got, want))'
+
+# jget FILE EXPR: print EXPR over FILE.
+jget() {
+    python3 -c "$PYCHECK" "$1" "" get "$2"
 }
 
-# expect FILE EXPR VALUE: jget FILE EXPR prints VALUE.
+# expect FILE [--vs OTHER] EXPR VALUE [EXPR VALUE...]: each EXPR over FILE
+# (and OTHER as `e`) prints VALUE.
 expect() {
-    checks=$((checks + 1))
-    got=$(jget "$1" "$2" 2>&1)
-    [ "$got" = "$3" ] || fail "$(basename "$1"): $2 is '$got', expected '$3'"
-}
-
-# same_outputs A B: two SimReturns carry identical artifacts.
-same_outputs() {
-    checks=$((checks + 1))
-    python3 -c 'import json, sys
-a, b = (json.load(open(p)) for p in sys.argv[1:3])
-sys.exit(0 if a["outputs"] == b["outputs"] and a["sim_root"] == b["sim_root"]
-         and a["task_id"] == b["task_id"] else 1)' "$1" "$2" ||
-        fail "$(basename "$1") and $(basename "$2") differ in their outputs"
+    file=$1
+    other=
+    shift
+    if [ "$1" = --vs ]; then
+        other=$2
+        shift 2
+    fi
+    checks=$((checks + $# / 2))
+    msg=$(python3 -c "$PYCHECK" "$file" "$other" check "$@" 2>&1)
+    [ -z "$msg" ] || fail "$(basename "$file"): $msg"
 }
 
 # object REF: the file of a CAS object.
@@ -55,59 +73,71 @@ object() {
     echo "$OBJECTS/$(echo "$hex" | cut -c1-2)/$(echo "$hex" | cut -c3-)"
 }
 
+# sha256 FILE: its lowercase hex SHA-256.
+sha256() {
+    sha256sum "$1" | cut -d' ' -f1
+}
+
 # --- task run: both bundles, then a cache hit ----------------------------
 for kind in native python; do
     if [ "$kind" = native ]; then dir=$NATIVE; else dir=$PYTHON; fi
     task 1 "$GOOD"
     run 0 "$WARMEXEC" task run "$TMP/task.json" --bundle "$dir" --json
     cp "$TMP/out" "$TMP/$kind-1.json"
-    expect "$TMP/$kind-1.json" 'sorted(d["outputs"])' "['incidence', 'prevalence']"
-    expect "$TMP/$kind-1.json" 'd["cached"], d["error"], d["metrics"]["attempts"]' 'False None 1'
-    expect "$TMP/$kind-1.json" 'all("inline" in a for a in d["outputs"].values())' True
-    expect "$TMP/$kind-1.json" 'd["outputs"]["incidence"]["inline"][:20]' 'ZGF5LGluY2lkZW5jZQow'
+    expect "$TMP/$kind-1.json" \
+        'sorted(d["outputs"])' "['incidence', 'prevalence']" \
+        'd["cached"], d["error"], d["metrics"]["attempts"]' 'False None 1' \
+        'all("inline" in a for a in d["outputs"].values())' True \
+        'd["outputs"]["incidence"]["inline"][:20]' 'ZGF5LGluY2lkZW5jZQow'
     # The same task again: from the cache, the same artifacts.
     run 0 "$WARMEXEC" task run "$TMP/task.json" --bundle "$dir" --json
-    cp "$TMP/out" "$TMP/$kind-2.json"
-    expect "$TMP/$kind-2.json" 'd["cached"], d["metrics"]["attempts"]' 'True 0'
-    same_outputs "$TMP/$kind-1.json" "$TMP/$kind-2.json"
+    expect "$TMP/out" --vs "$TMP/$kind-1.json" \
+        'd["cached"], d["metrics"]["attempts"]' 'True 0' \
+        'same(d, e)' True
     # The readable form says the same.
     run 0 "$WARMEXEC" task run "$TMP/task.json" --bundle "$dir"
     out_has '"cached": true'
     # --no-cache never reports a hit.
     run 0 "$WARMEXEC" task run "$TMP/task.json" --bundle "$dir" --json --no-cache
-    expect "$TMP/out" 'd["cached"], d["metrics"]["attempts"]' 'False 1'
-    same_outputs "$TMP/$kind-1.json" "$TMP/out"
+    expect "$TMP/out" --vs "$TMP/$kind-1.json" \
+        'd["cached"], d["metrics"]["attempts"]' 'False 1' \
+        'same(d, e)' True
 done
-# The two models write the same bytes.
-checks=$((checks + 1))
-[ "$(jget "$TMP/native-1.json" 'd["outputs"]')" = "$(jget "$TMP/python-1.json" 'd["outputs"]')" ] ||
-    fail "the native and Python bundles wrote different outputs"
+# The two models write the same bytes (other bundles: other sim_roots).
+expect "$TMP/python-1.json" --vs "$TMP/native-1.json" \
+    'd["outputs"] == e["outputs"]' True \
+    'd["sim_root"] != e["sim_root"]' True
 
 # --- a damaged or deleted CAS object is not served ------------------------
-# Every output goes to the CAS; the cached result then refers to it.
+# With a 100-byte inline limit every output goes to the CAS, and the
+# cached result refers to the objects.
 for kind in native python; do
     if [ "$kind" = native ]; then dir=$NATIVE; else dir=$PYTHON; fi
     task 2 "$GOOD"
     run 0 env WARMEXEC_INLINE_ARTIFACT_MAX_BYTES=100 "$WARMEXEC" task run "$TMP/task.json" --bundle "$dir" --json
     cp "$TMP/out" "$TMP/$kind-cas.json"
-    expect "$TMP/$kind-cas.json" 'all(a["ref"] == "cas://" + a["checksum"] for a in d["outputs"].values())' True
-    expect "$TMP/$kind-cas.json" 'd["outputs"]["incidence"]["size"] > 100' True
-    REF=$(jget "$TMP/$kind-cas.json" 'd["outputs"]["incidence"]["ref"]')
+    expect "$TMP/$kind-cas.json" \
+        'all(a["ref"] == "cas://" + a["checksum"] for a in d["outputs"].values())' True \
+        'all("inline" not in a for a in d["outputs"].values())' True \
+        'd["outputs"]["incidence"]["size"] > 100' True
+    # shellcheck disable=SC2046 # two words: the ref and the size
+    set -- $(jget "$TMP/$kind-cas.json" 'd["outputs"]["incidence"]["ref"], d["outputs"]["incidence"]["size"]')
+    REF=$1
     OBJ=$(object "$REF")
-    [ -f "$OBJ" ] || fail "no object at $OBJ"
     checks=$((checks + 1))
-    [ "$(sha256sum "$OBJ" | cut -d' ' -f1)" = "${REF#cas://}" ] || fail "$OBJ does not hash to its name"
-    [ "$(stat -c %s "$OBJ")" = "$(jget "$TMP/$kind-cas.json" 'd["outputs"]["incidence"]["size"]')" ] ||
-        fail "the artifact's size is not the object's"
+    if [ ! -f "$OBJ" ]; then
+        fail "no object at $OBJ"
+    elif [ "$(sha256 "$OBJ")" != "${REF#cas://}" ] || [ "$(stat -c %s "$OBJ")" != "$2" ]; then
+        fail "$OBJ does not hash to its name or has not the artifact's size $2"
+    fi
     run 0 env WARMEXEC_INLINE_ARTIFACT_MAX_BYTES=100 "$WARMEXEC" task run "$TMP/task.json" --bundle "$dir" --json
-    expect "$TMP/out" 'd["cached"]' True
-    same_outputs "$TMP/$kind-cas.json" "$TMP/out"
+    expect "$TMP/out" --vs "$TMP/$kind-cas.json" 'd["cached"]' True 'same(d, e)' True
 
     # Deleted: the task runs again and the object is back.
     rm -f "$OBJ"
     run 0 env WARMEXEC_INLINE_ARTIFACT_MAX_BYTES=100 "$WARMEXEC" task run "$TMP/task.json" --bundle "$dir" --json
-    expect "$TMP/out" 'd["cached"], d["metrics"]["attempts"]' 'False 1'
-    same_outputs "$TMP/$kind-cas.json" "$TMP/out"
+    expect "$TMP/out" --vs "$TMP/$kind-cas.json" \
+        'd["cached"], d["metrics"]["attempts"]' 'False 1' 'same(d, e)' True
     [ -f "$OBJ" ] || fail "the deleted object $OBJ was not re-created"
     run 0 "$WARMEXEC" cas verify "$REF"
     out_is '1 objects, 0 damaged'
@@ -120,24 +150,25 @@ with open(sys.argv[1], "r+b") as f:
     run 3 "$WARMEXEC" cas verify
     out_has '1 damaged'
     run 0 env WARMEXEC_INLINE_ARTIFACT_MAX_BYTES=100 "$WARMEXEC" task run "$TMP/task.json" --bundle "$dir" --json
-    expect "$TMP/out" 'd["cached"], d["metrics"]["attempts"]' 'False 1'
-    same_outputs "$TMP/$kind-cas.json" "$TMP/out"
+    expect "$TMP/out" --vs "$TMP/$kind-cas.json" \
+        'd["cached"], d["metrics"]["attempts"]' 'False 1' 'same(d, e)' True
     run 0 "$WARMEXEC" cas verify
     out_has ', 0 damaged'
     checks=$((checks + 1))
-    [ "$(sha256sum "$OBJ" | cut -d' ' -f1)" = "${REF#cas://}" ] || fail "$OBJ was not repaired"
+    [ "$(sha256 "$OBJ")" = "${REF#cas://}" ] || fail "$OBJ was not repaired"
     run 0 env WARMEXEC_INLINE_ARTIFACT_MAX_BYTES=100 "$WARMEXEC" task run "$TMP/task.json" --bundle "$dir" --json
-    expect "$TMP/out" 'd["cached"]' True
+    expect "$TMP/out" --vs "$TMP/$kind-cas.json" 'd["cached"]' True 'same(d, e)' True
 done
 
 # --- a model error ---------------------------------------------------------
 for dir in "$NATIVE" "$PYTHON"; do
     task 1 "$BAD"
     run 1 "$WARMEXEC" task run "$TMP/task.json" --bundle "$dir" --json
-    expect "$TMP/out" 'd["error"]["error_type"], d["error"]["retryable"]' 'ModelError False'
-    expect "$TMP/out" '"gamma" in d["error"]["message"]' True
-    expect "$TMP/out" 'd["outputs"], d["cached"], d["metrics"]["attempts"]' '{} False 1'
-    expect "$TMP/out" '"inline" in d["error_details"]' True
+    expect "$TMP/out" \
+        'd["error"]["error_type"], d["error"]["retryable"]' 'ModelError False' \
+        '"gamma" in d["error"]["message"]' True \
+        'd["outputs"], d["cached"], d["metrics"]["attempts"]' '{} False 1' \
+        '"inline" in d["error_details"]' True
     err_has 'task failed (ModelError)'
     # Failures are not cached.
     run 1 "$WARMEXEC" task run "$TMP/task.json" --bundle "$dir" --json
@@ -145,8 +176,8 @@ for dir in "$NATIVE" "$PYTHON"; do
 done
 
 # --- aggregate over replicates, some in the CAS ----------------------------
-# replicates KIND DIR: SimReturns of seeds 1..10 as a JSON list in
-# $TMP/KIND-reps.json; seeds 1..5 keep their outputs in the CAS.
+# replicates KIND DIR: an AggregationTask $TMP/KIND-agg.json over the
+# SimReturns of seeds 1..10; seeds 1..5 keep their outputs in the CAS.
 replicates() {
     : >"$TMP/$1-reps.jsonl"
     for seed in 1 2 3 4 5 6 7 8 9 10; do
@@ -159,29 +190,32 @@ replicates() {
     python3 -c 'import json, sys
 reps = [json.loads(line) for line in open(sys.argv[1])]
 task = {"bundle_ref": "sha256:" + "0" * 64,
-        "target_entrypoint": sys.argv[3], "sim_returns": reps}
-json.dump(task, open(sys.argv[2], "w"))' "$TMP/$1-reps.jsonl" "$TMP/$1-agg.json" \
-        targets.incidence:mse
-    expect "$TMP/$1-agg.json" 'sum("ref" in a for r in d["sim_returns"] for a in r["outputs"].values())' 10
-    expect "$TMP/$1-agg.json" 'sum("inline" in a for r in d["sim_returns"] for a in r["outputs"].values())' 10
+        "target_entrypoint": "targets.incidence:mse", "sim_returns": reps}
+json.dump(task, open(sys.argv[2], "w"))' "$TMP/$1-reps.jsonl" "$TMP/$1-agg.json"
 }
 for kind in native python; do
     if [ "$kind" = native ]; then dir=$NATIVE; else dir=$PYTHON; fi
     replicates "$kind" "$dir"
     run 0 "$WARMEXEC" aggregate "$TMP/$kind-agg.json" --bundle "$dir" --json
     cp "$TMP/out" "$TMP/$kind-loss.json"
-    expect "$TMP/$kind-loss.json" 'isinstance(d["loss"], float) and math.isfinite(d["loss"]) and d["loss"] > 0' True
-    expect "$TMP/$kind-loss.json" 'd["n_replicates"], len(d["aggregation_id"])' '10 16'
-    expect "$TMP/$kind-loss.json" 'd["diagnostics"]["target"], d["diagnostics"]["n_failed"]' 'incidence_mse 0'
-    # Again: the same answer (from the cache).
+    expect "$TMP/$kind-agg.json" \
+        'sum("ref" in a for r in d["sim_returns"] for a in r["outputs"].values())' 10 \
+        'sum("inline" in a for r in d["sim_returns"] for a in r["outputs"].values())' 10
+    expect "$TMP/$kind-loss.json" \
+        'isinstance(d["loss"], float) and math.isfinite(d["loss"]) and d["loss"] > 0' True \
+        'd["n_replicates"], len(d["aggregation_id"])' '10 16' \
+        'd["diagnostics"]["target"], d["diagnostics"]["n_failed"]' 'incidence_mse 0'
+    # Again: the same answer (from the cache), and without the cache.
     run 0 "$WARMEXEC" aggregate "$TMP/$kind-agg.json" --bundle "$dir" --json
     checks=$((checks + 1))
     cmp -s "$TMP/out" "$TMP/$kind-loss.json" || fail "a second aggregation printed another result"
     run 0 "$WARMEXEC" aggregate "$TMP/$kind-agg.json" --bundle "$dir" --json --no-cache
-    expect "$TMP/out" 'd["loss"]' "$(jget "$TMP/$kind-loss.json" 'd["loss"]')"
+    expect "$TMP/out" --vs "$TMP/$kind-loss.json" 'd["loss"] == e["loss"]' True
 done
 # The same replicate seeds give the same loss in both bundles.
-expect "$TMP/python-loss.json" 'd["loss"]' "$(jget "$TMP/native-loss.json" 'd["loss"]')"
+expect "$TMP/python-loss.json" --vs "$TMP/native-loss.json" \
+    'd["loss"] == e["loss"]' True \
+    'd["aggregation_id"] != e["aggregation_id"]' True
 
 # A replicate's stored output is gone: the aggregation fails, naming it.
 REF=$(jget "$TMP/native-agg.json" 'd["sim_returns"][0]["outputs"]["incidence"]["ref"]')

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1651,6 +1652,93 @@ static void test_run_no_cache(void **state)
     wx_task_release(&t);
 }
 
+/* A runner that speaks only the original protocol (base64 artifacts). */
+static void test_run_compat_worker(void **state)
+{
+    fx *f = *state;
+    char ref[WX_DIGEST_LEN + 1];
+    wx_task t = {0};
+    wx_sim_return r;
+    size_t len = 0;
+    uint8_t *data;
+
+    fx_fake_bundle(f, ref, "--compat", NULL);
+    fx_env(f);
+    make_task(&t, ref, SIM_EP, "{\"bytes\": 70000, \"payload\": \"\"}", 9,
+              NULL);
+    run_ok(f, &t, &r);
+    assert_int_equal(r.n_outputs, 2);
+    data = artifact_bytes(f->cas, &output_named(&r, "out")->art, &len);
+    assert_int_equal(len, 70000);
+    check_pattern(data, len, 9);
+    wx_free(data);
+    assert_artifact_true(f->cas, &output_named(&r, "out")->art);
+    assert_int_equal(output_named(&r, "payload")->art.size, 0);
+    assert_string_equal(output_named(&r, "payload")->art.checksum, EMPTY_HEX);
+    wx_sim_return_release(&r);
+    wx_task_release(&t);
+}
+
+/* Threads share one environment (DESIGN.md 2.1). */
+typedef struct worker_arg {
+    fx *f;
+    const char *ref;
+    int t;
+    int failures;
+} worker_arg;
+
+static void *run_many(void *p)
+{
+    worker_arg *w = p;
+
+    for (int i = 0; i < 10; i++) {
+        char params[64];
+        wx_task t = {0};
+        wx_sim_return r;
+        const wx_output *o;
+        int64_t seed = w->t * 100 + i;
+
+        snprintf(params, sizeof(params), "{\"bytes\": %d}",
+                 i % 2 ? 70000 : 100);
+        make_task(&t, w->ref, SIM_EP, params, seed, NULL);
+        if (wx_env_run(w->f->env, &t, &r) != 0 || r.n_outputs != 1)
+            w->failures++;
+        else {
+            o = &r.outputs[0];
+            if (o->art.size != (i % 2 ? 70000u : 100u) ||
+                (i % 2) != (o->art.ref != NULL))
+                w->failures++;
+        }
+        wx_sim_return_release(&r);
+        wx_task_release(&t);
+    }
+    return NULL;
+}
+
+static void test_run_threads(void **state)
+{
+    fx *f = *state;
+    char ref[WX_DIGEST_LEN + 1];
+    pthread_t th[4];
+    worker_arg args[4];
+
+    fx_set(f, WX_CONF_JOBS, "2");
+    fx_fake_bundle(f, ref, NULL);
+    fx_env(f);
+    for (int i = 0; i < 4; i++) {
+        args[i] = (worker_arg){f, ref, i, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, run_many, &args[i]),
+                         0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(args[i].failures, 0);
+    }
+    assert_int_equal(health_int(f, NULL, "tasks"), 40);
+    assert_int_equal(health_int(f, NULL, "failures"), 0);
+    assert_true(health_int(f, "workers", "spawned") <= 2);
+}
+
 /* The native and Python SIR examples through the environment. */
 static void test_run_sir(void **state)
 {
@@ -1675,6 +1763,7 @@ static void test_run_sir(void **state)
         assert_artifact_true(f->cas, &a.outputs[i].art);
     run_ok(f, &tn, &b);
     assert_true(b.cached);
+    assert_int_equal(metric(&b, "attempts"), 0);
     assert_same_outputs(&a, &b);
     /* The Python model writes the same bytes. */
     run_ok(f, &tp, &c);
@@ -2164,6 +2253,8 @@ int main(void)
         M(test_run_requested_outputs),
         T(test_run_storage_error),
         M(test_run_no_cache),
+        M(test_run_compat_worker),
+        M(test_run_threads),
         M(test_run_sir),
         M(test_aggregation_over_cas_outputs),
         M(test_aggregation_missing_object),

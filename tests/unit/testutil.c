@@ -61,8 +61,20 @@ static int remove_entry(const char *path, const struct stat *st, int flag,
     return remove(path);
 }
 
+static int open_dir(const char *path, const struct stat *st, int flag,
+                    struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if (flag == FTW_D)
+        chmod(path, 0700);
+    return 0;
+}
+
 void tu_rmtree(const char *path)
 {
+    /* Stored bundles have read-only directories: open them up first. */
+    nftw(path, open_dir, 16, FTW_PHYS);
     nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 

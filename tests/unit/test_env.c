@@ -188,6 +188,51 @@ static void fx_add(fx *f, const char *dir, char ref[WX_DIGEST_LEN + 1])
     assert_ok(wx_bundles_add(f->bundles, dir, ref, &err), &err);
 }
 
+/* Copy a file (for fx_store_raw). */
+static void copy_file(const char *from, const char *to)
+{
+    char buf[4096];
+    size_t n;
+    FILE *in = fopen(from, "rb"), *out;
+
+    if (!in)
+        return; /* absent: nothing to copy */
+    out = fopen(to, "wb");
+    assert_non_null(out);
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+/*
+ * Put the bundle directory `dir` (made by fx_bundle_dir) into the store
+ * by hand, under its digest: wx_bundles_add refuses a manifest that
+ * cannot run, but a store written by another (older) warmexec, or by
+ * hand, may hold one.
+ */
+static void fx_store_raw(fx *f, const char *dir, char ref[WX_DIGEST_LEN + 1])
+{
+    static const char *const files[] = {"README", "warmexec.json"};
+    wx_error err = WX_ERROR_INIT;
+    char path[4400], to[4500];
+
+    assert_ok(wx_bundle_digest(dir, ref, NULL, &err), &err);
+    snprintf(path, sizeof(path), "%s/bundles", f->home);
+    mkdir(path, 0755);
+    snprintf(path, sizeof(path), "%s/bundles/sha256", f->home);
+    mkdir(path, 0755);
+    snprintf(path, sizeof(path), "%s/bundles/sha256/%s", f->home, ref + 7);
+    assert_int_equal(mkdir(path, 0755), 0);
+    for (size_t i = 0; i < 2; i++) {
+        char from[4400];
+
+        snprintf(from, sizeof(from), "%s/%s", dir, files[i]);
+        snprintf(to, sizeof(to), "%s/%s", path, files[i]);
+        copy_file(from, to);
+    }
+}
+
 /*
  * Store a bundle that runs the fake worker with the given options
  * (NULL-terminated) and write its ref.
@@ -540,13 +585,13 @@ static void test_resolve_bundle_errors(void **state)
                  WX_EINVAL, &err, "");
 
     /* A manifest that cannot run: WorkerStartFailed, with the reason. */
-    fx_add(f, fx_bundle_dir(f, "{\"runner\": 42}"), bad);
+    fx_store_raw(f, fx_bundle_dir(f, "{\"runner\": 42}"), bad);
     assert_fails(wx__resolve_bundle(f->bundles, f->cfg, bad, &r, &err),
                  WX_ESTART, &err, "cannot run");
     assert_non_null(strstr(err.message, "runner"));
     assert_null(r.manifest.name);
     assert_string_equal(wx__error_type(WX_ESTART, NULL), "WorkerStartFailed");
-    fx_add(f, fx_bundle_dir(f, NULL), none);
+    fx_store_raw(f, fx_bundle_dir(f, NULL), none);
     assert_fails(wx__resolve_bundle(f->bundles, f->cfg, none, &r, &err),
                  WX_ESTART, &err, "not a bundle");
 
@@ -1519,7 +1564,7 @@ static void test_run_bundle_failures(void **state)
     wx_sim_return r;
     json_t *d;
 
-    fx_add(f, fx_bundle_dir(f, "{\"runner\": \"cobol\"}"), bad);
+    fx_store_raw(f, fx_bundle_dir(f, "{\"runner\": \"cobol\"}"), bad);
     fx_fake_bundle(f, dead, "--exit-before-ready", NULL);
     fx_env(f);
 
@@ -2095,7 +2140,7 @@ static void test_one_error_semantics(void **state)
     json_t *v;
     FILE *fp;
 
-    fx_add(f, fx_bundle_dir(f, "{\"runner\": 7}"), bad);
+    fx_store_raw(f, fx_bundle_dir(f, "{\"runner\": 7}"), bad);
     fx_fake_bundle(f, dead, "--exit-before-ready", NULL);
     fx_fake_bundle(f, corrupt, "--compat", NULL);
     snprintf(path, sizeof(path), "%s/bundles/sha256/%s/README", f->home,

@@ -942,6 +942,8 @@ static int read_execute_result(wx_pool *p, wx__worker *w,
         fail_worker(p, w, rc, fault, err);
     else if (rc == WX_EMODEL || rc == WX_EOOM)
         fill_fault(fault, w, rc);
+    /* An allocation failure may have left the process damaged. */
+    w->failed |= rc == WX_EOOM;
     return rc;
 }
 
@@ -1018,6 +1020,7 @@ int wx_pool_aggregate(wx_pool *p, const wx_worker_spec *spec,
             fail_worker(p, w, rc, fault, err);
         else if (rc)
             fill_fault(fault, w, rc);
+        w->failed |= rc == WX_EOOM;
     }
     if (w)
         wx__pool_release(p, w);

@@ -212,10 +212,12 @@ static int serialize_sim_return(const wx_sim_return *r, bool attachments,
         const wx_artifact *a = &r->outputs[i].art;
         json_t *o;
 
-        if (a->size && !a->data)
+        if (a->size && !a->data) {
+            json_decref(outputs);
             return wx_error_set(err, WX_EINVAL,
                                 "output '%s' of %s is not loaded",
                                 r->outputs[i].name, r->task_id);
+        }
         o = serialize_output(a, attachments, att, n_att);
         if (!o || json_object_set_new(outputs, r->outputs[i].name, o)) {
             json_decref(outputs);

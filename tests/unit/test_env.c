@@ -1148,7 +1148,6 @@ static void test_resolve_cas_references(void **state)
     uint8_t *big = pattern(70000, 9);
     wx_sim_return r[2];
     wx_error err = WX_ERROR_INIT;
-    char ref[WX_CAS_REF_LEN + 1];
     uint8_t *inline_a;
 
     cas_replicate(f->cas, &r[0], "first", 5);
@@ -1194,7 +1193,6 @@ static void test_resolve_cas_references(void **state)
     assert_fails(wx__resolve_cas_references(f->cas, r, 1, 1000, &err),
                  WX_ETOOBIG, &err, "sim_returns[0].b");
     wx_sim_return_release(&r[0]);
-    (void)ref;
     free(big);
 }
 
@@ -1695,6 +1693,85 @@ static void test_run_no_cache(void **state)
     assert_int_equal(json_integer_value(json_object_get(h, "cache_hits")), 0);
     json_decref(h);
     wx_task_release(&t);
+}
+
+/*
+ * A runner that reports MemoryError: OutOfMemory, not retried, and the
+ * worker is retired (docs/pool.md: "An allocation failure may have left
+ * the process damaged"), whether the error comes as a JSON-RPC error
+ * (warmexec/1) or in the original's in-band form (compat).
+ */
+static int aggregate(fx *f, const wx_agg_task *a, wx_agg_return *ret,
+                     wx_fault *fault, wx_error *err);
+
+static void memory_error_retires(fx *f, bool attachments)
+{
+    static const char wire[] =
+        "def wire(entrypoint, params, seed):\n"
+        "    if params.get('oom'):\n"
+        "        raise MemoryError('cannot allocate the grid')\n"
+        "    return {'out': b'ok'}\n";
+    static const char target[] =
+        "def boom(sim_returns, target_data):\n"
+        "    raise MemoryError('cannot allocate the losses')\n";
+    char ref[WX_DIGEST_LEN + 1], path[4400];
+    const char *dir = fx_bundle_dir(f, NULL);
+    wx_task t = {0};
+    wx_sim_return r;
+    wx_agg_task a = {0};
+    wx_agg_return ret;
+    wx_fault fault = {0};
+    wx_error err = WX_ERROR_INIT;
+
+    snprintf(path, sizeof(path), "%s/wire.py", dir);
+    write_file(path, wire);
+    snprintf(path, sizeof(path), "%s/oom", dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof(path), "%s/oom/target.py", dir);
+    write_file(path, target);
+    fx_add(f, dir, ref);
+    fx_set(f, WX_CONF_ATTACHMENTS, attachments ? "true" : "false");
+    fx_env(f);
+    make_task(&t, ref, "m.x/baseline", "{\"oom\": true}", 1, NULL);
+    assert_int_equal(run(f, &t, &r), WX_EOOM);
+    assert_string_equal(r.error->error_type, "OutOfMemory");
+    assert_non_null(strstr(r.error->message, "cannot allocate the grid"));
+    assert_false(r.error->retryable);
+    assert_int_equal(metric(&r, "attempts"), 1);
+    wx_sim_return_release(&r);
+    wx_task_release(&t);
+    if (health_int(f, "workers", "live") != 0)
+        fail_msg("the worker that reported MemoryError (%s) is still alive",
+                 attachments ? "JSON-RPC error" : "in-band");
+    make_task(&t, ref, "m.x/baseline", "{}", 1, NULL);
+    run_ok(f, &t, &r);
+    assert_int_equal(health_int(f, "workers", "spawned"), 2);
+
+    /* The same for a target. */
+    make_agg(&a, ref, "oom.target:boom", &r, 1, NULL);
+    assert_fails(aggregate(f, &a, &ret, &fault, &err), WX_EOOM, &err,
+                 "cannot allocate the losses");
+    assert_non_null(fault.error_type);
+    assert_string_equal(fault.error_type, "OutOfMemory");
+    assert_false(fault.retryable);
+    if (health_int(f, "workers", "live") != 0)
+        fail_msg("the worker whose target reported MemoryError (%s) is still "
+                 "alive",
+                 attachments ? "JSON-RPC error" : "in-band");
+    wx_agg_task_release(&a);
+    wx_fault_release(&fault);
+    wx_sim_return_release(&r);
+    wx_task_release(&t);
+}
+
+static void test_run_memory_error_rpc(void **state)
+{
+    memory_error_retires(*state, true);
+}
+
+static void test_run_memory_error_inband(void **state)
+{
+    memory_error_retires(*state, false);
 }
 
 /* A runner that speaks only the original protocol (base64 artifacts). */
@@ -2298,6 +2375,8 @@ int main(void)
         M(test_run_requested_outputs),
         T(test_run_storage_error),
         M(test_run_no_cache),
+        M(test_run_memory_error_rpc),
+        M(test_run_memory_error_inband),
         M(test_run_compat_worker),
         M(test_run_threads),
         M(test_run_sir),

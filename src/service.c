@@ -514,6 +514,22 @@ int wx_service_submit_replicate_set(wx_service *s, const wx_replicate_set *rs,
     return rc;
 }
 
+int wx_service_submit_batch_with_aggregation(
+    wx_service *s, const wx_replicate_set *sets, size_t n, const char *target,
+    json_t *target_data, wx_future **sims, wx_future **aggs, wx_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = wx_service_submit_replicate_set(s, &sets[i], target,
+                                                 target_data, sims, &aggs[i],
+                                                 err);
+
+        if (rc)
+            return rc;
+        sims += sets[i].n_replicates;
+    }
+    return 0;
+}
+
 int wx_future_sim(wx_future *f, wx_sim_return *out)
 {
     future_wait(f);

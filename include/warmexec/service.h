@@ -104,6 +104,16 @@ WX_API int wx_service_submit_replicate_set(wx_service *s,
                                            wx_future **sims,
                                            wx_future **agg, wx_error *err);
 
+/*
+ * submit_batch_with_aggregation(): submit_replicate_set() for each of
+ * `n` sets with the same target.  `sims` receives, set after set, every
+ * replicate's future; `aggs` one future per set.  On failure the futures
+ * of the sets before the failing one are valid (wait for and free them).
+ */
+WX_API int wx_service_submit_batch_with_aggregation(
+    wx_service *s, const wx_replicate_set *sets, size_t n, const char *target,
+    json_t *target_data, wx_future **sims, wx_future **aggs, wx_error *err);
+
 /* Block until done; the SimReturn moves to `*out` (0 or its status). */
 WX_API int wx_future_sim(wx_future *f, wx_sim_return *out);
 

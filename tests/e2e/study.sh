@@ -56,14 +56,17 @@ q="SELECT group_concat(printf('%.6f', loss)) FROM (SELECT loss FROM aggregations
 
 # --- a study whose model fails for some parameter sets -------------------
 study "$TMP/failing.json" 3 2 '{"params": {"beta": -1, "gamma": 0.1}}'
-run 1 "$WARMEXEC" run "$TMP/failing.json" --bundle "$SIR" \
-    --out "$TMP/f.db"
-out_has "6 ok, 2 failed"
-out_has "ModelError"
-[ "$($DB get "$TMP/f.db" "SELECT count(*) FROM sims WHERE status = 'error' AND error_type = 'ModelError' AND error_message LIKE '%beta%'")" = 2 ] ||
-    fail "failed tasks lack ModelError with the model's message"
-[ "$($DB get "$TMP/f.db" "SELECT count(*) FROM aggregations WHERE status = 'ok'")" = 3 ] ||
-    fail "the other parameter sets lack results"
+for bundle in "$SIR" "$SIR_PY"; do
+    rm -f "$TMP/f.db"
+    run 1 "$WARMEXEC" run "$TMP/failing.json" --bundle "$bundle" \
+        --out "$TMP/f.db"
+    out_has "6 ok, 2 failed"
+    out_has "ModelError"
+    [ "$($DB get "$TMP/f.db" "SELECT count(*) FROM sims WHERE status = 'error' AND error_type = 'ModelError' AND error_message LIKE '%beta%'")" = 2 ] ||
+        fail "failed tasks lack ModelError with the model's message ($bundle)"
+    [ "$($DB get "$TMP/f.db" "SELECT count(*) FROM aggregations WHERE status = 'ok'")" = 3 ] ||
+        fail "the other parameter sets lack results ($bundle)"
+done
 
 # --- bad input: clear message, exit code, no results file ----------------
 check_bad() { # CODE NEEDLE ARGS...
@@ -93,29 +96,38 @@ run 2 "$WARMEXEC" run
 run 2 "$WARMEXEC" run "$TMP/small.json" --frobnicate
 
 # --- resume after SIGKILL: the same database as an uninterrupted run -----
+# kill_and_resume BUNDLE STUDY TOTAL NAME: runs STUDY whole, then again
+# killed once some but not all results are recorded, resumes it, and
+# compares the two databases.
+kill_and_resume() {
+    bundle=$1 file=$2 total=$3 name=$4
+    "$WARMEXEC" run "$file" --bundle "$bundle" --out "$TMP/$name-whole.db" \
+        -j 2 >/dev/null 2>&1 || fail "uninterrupted run failed ($name)"
+    WARMEXEC_HOME="$TMP/home-$name" "$WARMEXEC" run "$file" \
+        --bundle "$bundle" --out "$TMP/$name-killed.db" -j 2 >/dev/null 2>&1 &
+    pid=$!
+    i=0
+    while [ "$($DB count "$TMP/$name-killed.db")" -lt 20 ] && [ $i -lt 600 ]; do
+        sleep 0.02
+        i=$((i + 1))
+    done
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    n=$($DB count "$TMP/$name-killed.db")
+    [ "$n" -gt 0 ] && [ "$n" -lt "$total" ] ||
+        fail "the kill did not land mid-study ($n of $total recorded, $name)"
+    WARMEXEC_HOME="$TMP/home-$name" run 0 "$WARMEXEC" run "$file" \
+        --bundle "$bundle" --out "$TMP/$name-killed.db" -j 2
+    $DB dump "$TMP/$name-whole.db" >"$TMP/$name-whole.txt"
+    $DB dump "$TMP/$name-killed.db" >"$TMP/$name-killed.txt"
+    cmp -s "$TMP/$name-whole.txt" "$TMP/$name-killed.txt" ||
+        fail "resumed database differs ($name): $(diff "$TMP/$name-whole.txt" "$TMP/$name-killed.txt" | head -5)"
+}
 study "$TMP/big.json" 40 10
-"$WARMEXEC" run "$TMP/big.json" --bundle "$SIR_PY" --out "$TMP/whole.db" \
-    -j 2 >/dev/null 2>&1 || fail "uninterrupted run failed"
-WARMEXEC_HOME="$TMP/home2" "$WARMEXEC" run "$TMP/big.json" --bundle "$SIR_PY" \
-    --out "$TMP/killed.db" -j 2 >/dev/null 2>&1 &
-pid=$!
-# Kill it once some, but not all, results are recorded.
-i=0
-while [ "$($DB count "$TMP/killed.db")" -lt 20 ] && [ $i -lt 600 ]; do
-    sleep 0.05
-    i=$((i + 1))
-done
-kill -9 "$pid" 2>/dev/null
-wait "$pid" 2>/dev/null
-n=$($DB count "$TMP/killed.db")
-[ "$n" -gt 0 ] && [ "$n" -lt 400 ] ||
-    fail "the kill did not land mid-study ($n of 400 recorded)"
-WARMEXEC_HOME="$TMP/home2" run 0 "$WARMEXEC" run "$TMP/big.json" \
-    --bundle "$SIR_PY" --out "$TMP/killed.db" -j 2
-$DB dump "$TMP/whole.db" >"$TMP/whole.txt"
-$DB dump "$TMP/killed.db" >"$TMP/killed.txt"
-cmp -s "$TMP/whole.txt" "$TMP/killed.txt" ||
-    fail "resumed database differs: $(diff "$TMP/whole.txt" "$TMP/killed.txt" | head -5)"
+kill_and_resume "$SIR_PY" "$TMP/big.json" 400 python
+# The native model is fast: give it enough work for the kill to land.
+study "$TMP/huge.json" 400 10
+kill_and_resume "$SIR" "$TMP/huge.json" 4000 native
 
 # --- SIGINT: stops cleanly, everything done is recorded, exit 130 --------
 rm -f "$TMP/int.db"
@@ -139,7 +151,7 @@ grep -q "run the same command again to resume" "$TMP/int.err" ||
 WARMEXEC_HOME="$TMP/home3" run 0 "$WARMEXEC" run "$TMP/big.json" \
     --bundle "$SIR_PY" --out "$TMP/int.db" -j 2
 $DB dump "$TMP/int.db" >"$TMP/int.txt"
-cmp -s "$TMP/whole.txt" "$TMP/int.txt" ||
+cmp -s "$TMP/python-whole.txt" "$TMP/int.txt" ||
     fail "database after SIGINT and resume differs"
 
 finish

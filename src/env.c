@@ -133,17 +133,34 @@ int wx__handle_artifacts(wx_cas *cas, size_t inline_max,
 
 /* ---- create_sim_return ---- */
 
-int wx__create_sim_return(const wx_task *task, wx_output *outputs, size_t n,
-                          wx_sim_return *ret, wx_error *err)
+int wx__task_ids_compute(const wx_task *task, wx__task_ids *ids,
+                         wx_error *err)
 {
-    int rc;
+    int rc = wx_task_sim_root(task, ids->sim_root, err);
+
+    return rc ? rc
+              : wx_task_id(ids->sim_root, task->entrypoint, task->outputs,
+                           ids->task_id, err);
+}
+
+int wx__create_sim_return(const wx_task *task, const wx__task_ids *ids,
+                          wx_output *outputs, size_t n, wx_sim_return *ret,
+                          wx_error *err)
+{
+    wx__task_ids own;
+    int rc = 0;
 
     memset(ret, 0, sizeof(*ret));
     ret->outputs = outputs;
     ret->n_outputs = n;
-    rc = wx_task_sim_root(task, ret->sim_root, err);
-    if (!rc)
-        rc = wx_task_task_id(task, ret->task_id, err);
+    if (!ids) {
+        rc = wx__task_ids_compute(task, &own, err);
+        ids = &own;
+    }
+    if (!rc) {
+        memcpy(ret->sim_root, ids->sim_root, sizeof(ret->sim_root));
+        memcpy(ret->task_id, ids->task_id, sizeof(ret->task_id));
+    }
     if (!rc && n == 0)
         rc = wx_error_set(err, WX_EMODEL, "the model returned no outputs");
     if (!rc)
@@ -179,10 +196,9 @@ int wx__select_outputs(const wx_task *task, wx_sim_return *ret,
 {
     size_t kept = 0, i;
     json_t *v;
-    int rc = wx_task_task_id(task, ret->task_id, err);
 
-    if (rc || !task->outputs)
-        return rc;
+    if (!task->outputs)
+        return 0;
     json_array_foreach(task->outputs, i, v)
     {
         if (!produced(ret, json_string_value(v)))
@@ -360,10 +376,29 @@ static bool retryable(int rc, const wx_fault *fault)
     return fault->error_type && fault->retryable;
 }
 
+/* The ids of a task, computed while its worker runs it. */
+typedef struct ids_job {
+    const wx_task *task;
+    wx__task_ids ids;
+    bool done;
+    int rc;
+    wx_error err;
+} ids_job;
+
+static void compute_ids(void *ctx)
+{
+    ids_job *j = ctx;
+
+    j->rc = wx__task_ids_compute(j->task, &j->ids, &j->err);
+    j->done = true;
+}
+
 /* One attempt: lease, execute, turn the outputs into a SimReturn. */
 static int attempt(wx_env *env, const wx__resolved *b, const wx_task *task,
                    wx_sim_return *ret, wx_fault *fault, wx_error *err)
 {
+    ids_job ids = {.task = task, .err = WX_ERROR_INIT};
+    wx__meanwhile mw = {compute_ids, &ids};
     json_t *result = NULL;
     wx_output *outputs = NULL;
     wx__worker *w = NULL;
@@ -372,13 +407,16 @@ static int attempt(wx_env *env, const wx__resolved *b, const wx_task *task,
 
     wx__outputs_init(&raw, wx__pool_max_frame(env->pool));
     rc = wx__pool_execute_raw(env->pool, &b->runner.spec, task->entrypoint,
-                              task->params, task->seed, &raw, &result, &w,
-                              fault, err);
+                              task->params, task->seed, &mw, &raw, &result,
+                              &w, fault, err);
+    if (!rc && ids.done && ids.rc)
+        rc = wx_error_set(err, ids.rc, "%s", ids.err.message);
     if (!rc)
         rc = wx__handle_artifacts(env->cas, env->inline_max, &raw, &outputs,
                                   err);
     if (!rc)
-        rc = wx__create_sim_return(task, outputs, raw.n, ret, err);
+        rc = wx__create_sim_return(task, ids.done ? &ids.ids : NULL, outputs,
+                                   raw.n, ret, err);
     if (w)
         wx__pool_release(env->pool, w);
     wx__outputs_release(&raw);
@@ -467,7 +505,10 @@ static bool cached_result(wx_env *env, const wx_task *task,
         wx_sim_return_release(ret);
         return false;
     }
-    if (wx__select_outputs(task, ret, &err) != 0) {
+    /* The entry may have been stored for another output selection. */
+    if (wx__select_outputs(task, ret, &err) != 0 ||
+        wx_task_id(ret->sim_root, task->entrypoint, task->outputs,
+                   ret->task_id, &err) != 0) {
         wx_sim_return_release(ret);
         return false;
     }
@@ -740,7 +781,7 @@ int wx_env_health(wx_env *env, json_t **out, wx_error *err)
 
     wx_pool_stats_get(env->pool, &st);
     pthread_mutex_lock(&env->mu);
-    v = json_pack("{s:s,s:s,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:i},"
+    v = json_pack("{s:s,s:s,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:i,s:i},"
                   "s:I,s:I,s:I,s:b}",
                   "type", "isolated_warm", "home",
                   wx_config_str(env->cfg, WX_CONF_HOME), "workers",
@@ -749,7 +790,8 @@ int wx_env_health(wx_env *env, json_t **out, wx_error *err)
                   "recycled", (json_int_t)st.recycled, "crashed",
                   (json_int_t)st.crashed, "timed_out",
                   (json_int_t)st.timed_out, "start_failed",
-                  (json_int_t)st.start_failed, "live", st.live, "idle",
+                  (json_int_t)st.start_failed, "start_seconds",
+                  st.start_seconds, "live", st.live, "idle",
                   st.idle, "tasks", (json_int_t)env->tasks, "cache_hits",
                   (json_int_t)env->cache_hits, "failures",
                   (json_int_t)env->failures, "cache", env->cache != NULL);

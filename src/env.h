@@ -37,19 +37,30 @@ int wx__handle_artifacts(wx_cas *cas, size_t inline_max,
                          const wx__outputs *raw, wx_output **outputs,
                          wx_error *err);
 
-/*
- * create_sim_return: a successful SimReturn of `task` with `outputs`
- * (taken over, also on failure), its ids computed from the task (config
- * and env included; task_id with the requested outputs).  No outputs is
- * WX_EMODEL.
- */
-int wx__create_sim_return(const wx_task *task, wx_output *outputs, size_t n,
-                          wx_sim_return *ret, wx_error *err);
+/* A task's sim_root (config and env included) and task_id (with the
+ * requested outputs). */
+typedef struct wx__task_ids {
+    char sim_root[WX_ID_LEN + 1];
+    char task_id[WX_ID_LEN + 1];
+} wx__task_ids;
+
+int wx__task_ids_compute(const wx_task *task, wx__task_ids *ids,
+                         wx_error *err);
 
 /*
- * Keep only the outputs `task` asks for (all when it names none) and set
- * its task_id; a requested output the model did not produce is
- * WX_EMODEL.  Used for fresh results and cache hits alike.
+ * create_sim_return: a successful SimReturn of `task` with `outputs`
+ * (taken over, also on failure) and the task's `ids` (NULL: computed
+ * here).  No outputs is WX_EMODEL.
+ */
+int wx__create_sim_return(const wx_task *task, const wx__task_ids *ids,
+                          wx_output *outputs, size_t n, wx_sim_return *ret,
+                          wx_error *err);
+
+/*
+ * Keep only the outputs `task` asks for (all when it names none); a
+ * requested output the model did not produce is WX_EMODEL.  Used for
+ * fresh results and cache hits alike.  ret->task_id is left alone: it
+ * depends on the requested outputs, so a cache hit recomputes it.
  */
 int wx__select_outputs(const wx_task *task, wx_sim_return *ret,
                        wx_error *err);

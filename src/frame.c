@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -249,8 +250,14 @@ static int wait_fd(int fd, short events, int64_t deadline, wx_error *err)
 
 /* read() at most n bytes; returns bytes read (0 = end of file) or < 0. */
 static ssize_t read_some(int fd, char *buf, size_t n, int64_t deadline,
-                         wx_error *err)
+                         bool wait_first, wx_error *err)
 {
+    if (wait_first) {
+        int rc = wait_fd(fd, POLLIN, deadline, err);
+
+        if (rc)
+            return rc;
+    }
     for (;;) {
         ssize_t got = read(fd, buf, n);
         int rc;
@@ -288,8 +295,11 @@ static int read_header(wx__frame_reader *r, wx__frame_header *h,
             r->ahead_len -= r->ahead_pos;
             r->ahead_pos = 0;
         }
+        /* A new frame is usually not there yet (a reply still being
+         * computed): waiting first saves a read that would fail. */
         got = read_some(r->fd, r->ahead + r->ahead_len,
-                        WX_FRAME_AHEAD - r->ahead_len, deadline, err);
+                        WX_FRAME_AHEAD - r->ahead_len, deadline,
+                        r->ahead_len == 0, err);
         if (got < 0)
             return (int)got;
         if (got == 0) {
@@ -317,7 +327,8 @@ static int read_exact(wx__frame_reader *r, wx_buf *b, size_t n,
     b->len += from_ahead;
     n -= from_ahead;
     while (n > 0) {
-        ssize_t got = read_some(r->fd, b->data + b->len, n, deadline, err);
+        ssize_t got =
+            read_some(r->fd, b->data + b->len, n, deadline, false, err);
 
         if (got < 0)
             return (int)got;
@@ -403,23 +414,20 @@ static void advance(struct iovec **iov, size_t *n, size_t done)
     }
 }
 
-/*
- * writev() everything, retrying short writes.  SIGPIPE is blocked for
- * this thread while writing and a SIGPIPE caused here is consumed, so a
- * dead reader shows up as EPIPE and never kills the process.
- */
-static int write_all(int fd, struct iovec *iov, size_t n, int64_t deadline,
+/* Set once a process ignores SIGPIPE for good: no masking needed. */
+static atomic_bool sigpipe_ignored;
+
+void wx__frame_sigpipe_ignored(void)
+{
+    atomic_store(&sigpipe_ignored, true);
+}
+
+/* writev() everything, retrying short writes. */
+static int write_iov(int fd, struct iovec *iov, size_t n, int64_t deadline,
                      wx_error *err)
 {
-    sigset_t pipe_set, old_set, pending;
-    bool was_pending;
     int rc = 0;
 
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
-    sigpending(&pending);
-    was_pending = sigismember(&pending, SIGPIPE);
     while (n > 0 && !rc) {
         ssize_t w = writev(fd, iov, (int)WX_MIN(n, (size_t)IOV_MAX));
 
@@ -437,6 +445,29 @@ static int write_all(int fd, struct iovec *iov, size_t n, int64_t deadline,
         }
         advance(&iov, &n, (size_t)w);
     }
+    return rc;
+}
+
+/*
+ * write_iov() with SIGPIPE blocked for
+ * this thread while writing and a SIGPIPE caused here is consumed, so a
+ * dead reader shows up as EPIPE and never kills the process.
+ */
+static int write_all(int fd, struct iovec *iov, size_t n, int64_t deadline,
+                     wx_error *err)
+{
+    sigset_t pipe_set, old_set, pending;
+    bool was_pending;
+    int rc = 0;
+
+    if (atomic_load_explicit(&sigpipe_ignored, memory_order_relaxed))
+        return write_iov(fd, iov, n, deadline, err);
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
+    sigpending(&pending);
+    was_pending = sigismember(&pending, SIGPIPE);
+    rc = write_iov(fd, iov, n, deadline, err);
     if (rc == WX_ECRASHED && !was_pending) {
         struct timespec zero = {0, 0};
 

@@ -86,6 +86,14 @@ int wx__frame_read(wx__frame_reader *r, wx__frame *f, int64_t deadline,
  * non-blocking.  Returns 0, WX_ETIMEDOUT, WX_ECRASHED (the reader has
  * gone: EPIPE), WX_EINVAL (too many attachments) or WX_EIO.
  */
+/*
+ * Declare that this process ignores SIGPIPE for the rest of its life
+ * (signal(SIGPIPE, SIG_IGN) done): writes then skip blocking SIGPIPE
+ * around each writev, three system calls per frame.  Without it a
+ * closed reader still shows up as WX_ECRASHED, never as a signal.
+ */
+void wx__frame_sigpipe_ignored(void);
+
 int wx__frame_write(int fd, const char *body, size_t len,
                     const struct iovec *att, size_t n_att, int64_t deadline,
                     wx_error *err);

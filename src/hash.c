@@ -8,6 +8,39 @@
 #include "hash.h"
 
 static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+/*
+ * The SHA-256 implementation, fetched once: EVP_sha256() makes OpenSSL 3
+ * look the algorithm up again at every init, which costs more than
+ * hashing a small artifact.  NULL when the fetch failed (then every hash
+ * reports an error).
+ */
+static EVP_MD *sha256_md;
+
+/* One reusable context per thread for one-shot hashes. */
+static _Thread_local EVP_MD_CTX *thread_ctx;
+static pthread_key_t thread_ctx_key;
+static bool have_thread_ctx_key;
+
+static void free_thread_ctx(void *ctx)
+{
+    EVP_MD_CTX_free(ctx);
+}
+
+static void sha256_setup(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    /* The key only frees the contexts of exiting threads. */
+    have_thread_ctx_key =
+        pthread_key_create(&thread_ctx_key, free_thread_ctx) == 0;
+}
+
+static const EVP_MD *sha256(void)
+{
+    pthread_once(&sha256_once, sha256_setup);
+    return sha256_md;
+}
 
 /*
  * sodium_init() selects the fastest implementation for this CPU; the
@@ -25,7 +58,7 @@ int wx__sha256_begin(wx__sha256_ctx *h, wx_error *err)
 
     if (!ctx)
         return wx_error_set(err, WX_ENOMEM, "out of memory (SHA-256)");
-    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+    if (!sha256() || EVP_DigestInit_ex(ctx, sha256(), NULL) != 1) {
         EVP_MD_CTX_free(ctx);
         return wx_error_set(err, WX_EINTERNAL, "SHA-256 init failed");
     }
@@ -59,13 +92,28 @@ void wx__sha256_abort(wx__sha256_ctx *h)
     h->evp = NULL;
 }
 
+/* This thread's one-shot context, created at first use. */
+static EVP_MD_CTX *one_shot_ctx(void)
+{
+    if (!thread_ctx && sha256()) {
+        thread_ctx = EVP_MD_CTX_new();
+        if (thread_ctx && have_thread_ctx_key)
+            pthread_setspecific(thread_ctx_key, thread_ctx);
+    }
+    return thread_ctx;
+}
+
 int wx__sha256(const void *data, size_t n, uint8_t out[WX_SHA256_LEN],
                wx_error *err)
 {
+    EVP_MD_CTX *ctx = one_shot_ctx();
     unsigned int len = 0;
 
-    if (EVP_Digest(data, n, out, &len, EVP_sha256(), NULL) != 1 ||
-        len != WX_SHA256_LEN)
+    if (!ctx)
+        return wx_error_set(err, WX_EINTERNAL, "SHA-256 unavailable");
+    if (EVP_DigestInit_ex(ctx, sha256_md, NULL) != 1 ||
+        (n && EVP_DigestUpdate(ctx, data, n) != 1) ||
+        EVP_DigestFinal_ex(ctx, out, &len) != 1 || len != WX_SHA256_LEN)
         return wx_error_set(err, WX_EINTERNAL, "SHA-256 failed");
     return 0;
 }

@@ -27,8 +27,11 @@
 
 /* Bytes of a worker's stderr log quoted in error details. */
 #define TAIL_BYTES 4096
-/* A worker log larger than this is emptied at release. */
+/* A worker log larger than this is emptied at release... */
 #define LOG_MAX_BYTES ((off_t)64 << 20)
+/* ...checked every this many calls: a stat per task costs more than a
+ * trivial task's own work. */
+#define LOG_CHECK_CALLS 32
 /* How long a retiring worker may take to answer `shutdown`. */
 #define SHUTDOWN_REPLY_MS 1000
 
@@ -605,6 +608,7 @@ static wx__worker *new_worker(wx_pool *p, const char *key)
 static int lease_new(wx_pool *p, wx__worker *w, const wx_worker_spec *spec,
                      wx_fault *fault, wx_error *err)
 {
+    int64_t start_ns = wx__now_ns();
     int rc;
 
     pthread_mutex_unlock(&p->mu);
@@ -621,6 +625,7 @@ static int lease_new(wx_pool *p, wx__worker *w, const wx_worker_spec *spec,
     w->state = W_BUSY;
     w->started_ms = wx__now_ms();
     p->stats.spawned++;
+    p->stats.start_seconds += (double)(wx__now_ns() - start_ns) / 1e9;
     return 0;
 }
 
@@ -676,8 +681,18 @@ int wx__pool_call(wx_pool *p, wx__worker *w, const char *method,
                   const json_t *params, const struct iovec *att, size_t n_att,
                   json_t **result, wx_fault *fault, wx_error *err)
 {
-    int rc = wx__rpc_call(&w->conn, method, params, att, n_att,
-                          wx__deadline_after(p->o.task_timeout), result, err);
+    return wx__pool_call_meanwhile(p, w, method, params, att, n_att, NULL,
+                                   result, fault, err);
+}
+
+int wx__pool_call_meanwhile(wx_pool *p, wx__worker *w, const char *method,
+                            const json_t *params, const struct iovec *att,
+                            size_t n_att, const wx__meanwhile *mw,
+                            json_t **result, wx_fault *fault, wx_error *err)
+{
+    int rc = wx__rpc_call_meanwhile(&w->conn, method, params, att, n_att,
+                                    wx__deadline_after(p->o.task_timeout),
+                                    mw, result, err);
 
     w->calls++;
     if (rc == WX_EMODEL || rc == WX_EOOM) {
@@ -709,6 +724,8 @@ static void cap_log(const wx__worker *w)
 {
     struct stat st;
 
+    if (w->calls % LOG_CHECK_CALLS != 0)
+        return;
     if (stat(w->log_path, &st) == 0 && st.st_size > LOG_MAX_BYTES &&
         truncate(w->log_path, 0) == 0)
         wx__log(WX_LOG_INFO, "worker %s: log over %lld bytes emptied", w->id,
@@ -949,7 +966,8 @@ static int read_execute_result(wx_pool *p, wx__worker *w,
 
 int wx__pool_execute_raw(wx_pool *p, const wx_worker_spec *spec,
                          const char *entrypoint, const json_t *params,
-                         int64_t seed, wx__outputs *raw, json_t **result,
+                         int64_t seed, const wx__meanwhile *mw,
+                         wx__outputs *raw, json_t **result,
                          wx__worker **leased, wx_fault *fault, wx_error *err)
 {
     json_t *call = wx__wire_execute_params(entrypoint, params, seed);
@@ -962,8 +980,8 @@ int wx__pool_execute_raw(wx_pool *p, const wx_worker_spec *spec,
         return wx_error_set(err, WX_EINVAL, "execute params are not valid");
     rc = wx__pool_lease(p, spec, &w, fault, err);
     if (!rc)
-        rc = wx__pool_call(p, w, "execute", call, NULL, 0, result, fault,
-                           err);
+        rc = wx__pool_call_meanwhile(p, w, "execute", call, NULL, 0, mw,
+                                     result, fault, err);
     if (!rc)
         rc = read_execute_result(p, w, *result, raw, fault, err);
     json_decref(call);
@@ -982,7 +1000,7 @@ int wx_pool_execute(wx_pool *p, const wx_worker_spec *spec,
     int rc;
 
     wx__outputs_init(&raw, p->o.max_frame_bytes);
-    rc = wx__pool_execute_raw(p, spec, entrypoint, params, seed, &raw,
+    rc = wx__pool_execute_raw(p, spec, entrypoint, params, seed, NULL, &raw,
                               &result, &w, fault, err);
     if (!rc)
         rc = copy_outputs(&raw, outputs, n_outputs, err);

@@ -37,6 +37,13 @@ int wx__pool_call(wx_pool *p, wx__worker *w, const char *method,
                   const json_t *params, const struct iovec *att, size_t n_att,
                   json_t **result, wx_fault *fault, wx_error *err);
 
+/* wx__pool_call() running `mw` (may be NULL) while the worker works. */
+int wx__pool_call_meanwhile(wx_pool *p, wx__worker *w, const char *method,
+                            const json_t *params, const struct iovec *att,
+                            size_t n_att, const wx__meanwhile *mw,
+                            json_t **result, wx_fault *fault,
+                            wx_error *err);
+
 /*
  * Mark a leased worker failed after the caller found its reply broken
  * (WX_EPROTO): it is stopped and `fault` filled as for a failed call.
@@ -45,14 +52,16 @@ void wx__pool_fail(wx_pool *p, wx__worker *w, int rc, wx_fault *fault,
                    wx_error *err);
 
 /*
- * Lease, `execute` and read the outputs, keeping the lease: `raw` points
+ * Lease, `execute` (running `mw`, may be NULL, while the worker works)
+ * and read the outputs, keeping the lease: `raw` points
  * into the worker's last reply and `*result` (caller's reference), both
  * valid until the caller releases `*leased` (set whenever a worker was
  * leased, also on failure).  Errors as wx_pool_execute().
  */
 int wx__pool_execute_raw(wx_pool *p, const wx_worker_spec *spec,
                          const char *entrypoint, const json_t *params,
-                         int64_t seed, wx__outputs *raw, json_t **result,
+                         int64_t seed, const wx__meanwhile *mw,
+                         wx__outputs *raw, json_t **result,
                          wx__worker **leased, wx_fault *fault, wx_error *err);
 
 /* Give the worker back (a failed or used-up worker is retired). */

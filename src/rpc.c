@@ -135,6 +135,16 @@ int wx__rpc_call(wx__rpc_conn *c, const char *method, const json_t *params,
                  const struct iovec *att, size_t n_att, int64_t deadline,
                  json_t **result, wx_error *err)
 {
+    return wx__rpc_call_meanwhile(c, method, params, att, n_att, deadline,
+                                  NULL, result, err);
+}
+
+int wx__rpc_call_meanwhile(wx__rpc_conn *c, const char *method,
+                           const json_t *params, const struct iovec *att,
+                           size_t n_att, int64_t deadline,
+                           const wx__meanwhile *mw, json_t **result,
+                           wx_error *err)
+{
     int64_t id = c->next_id++;
     bool clean_eof;
     int rc = format_request(&c->out, id, method, params, err);
@@ -143,6 +153,8 @@ int wx__rpc_call(wx__rpc_conn *c, const char *method, const json_t *params,
     if (!rc)
         rc = wx__frame_write(c->to_fd, c->out.data, c->out.len, att, n_att,
                              deadline, err);
+    if (!rc && mw)
+        mw->fn(mw->ctx);
     if (!rc)
         rc = wx__frame_read(&c->reader, &c->frame, deadline, &clean_eof, err);
     if (!rc)

@@ -60,6 +60,22 @@ int wx__rpc_call(wx__rpc_conn *c, const char *method, const json_t *params,
                  json_t **result, wx_error *err);
 
 /*
+ * Work to do while a worker computes its reply: run once the request is
+ * written, before waiting for the answer, so that it costs no latency.
+ */
+typedef struct wx__meanwhile {
+    void (*fn)(void *ctx);
+    void *ctx;
+} wx__meanwhile;
+
+/* wx__rpc_call(), running `mw` (may be NULL) while the worker works. */
+int wx__rpc_call_meanwhile(wx__rpc_conn *c, const char *method,
+                           const json_t *params, const struct iovec *att,
+                           size_t n_att, int64_t deadline,
+                           const wx__meanwhile *mw, json_t **result,
+                           wx_error *err);
+
+/*
  * Check a reply body for request `id` (the pure part of wx__rpc_call,
  * used by the fuzz target).  Same results as wx__rpc_call.
  */

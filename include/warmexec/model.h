@@ -25,7 +25,8 @@
  * Everything passed to a function is valid during the call only.  Calls
  * happen on one thread at a time.  stdout is redirected to stderr before
  * the library is loaded, so printf() cannot corrupt the protocol; both end
- * up in the worker's log.
+ * up in the worker's log.  SIGPIPE is ignored in the runner: a write to a
+ * closed pipe fails with EPIPE instead.
  */
 #ifndef WARMEXEC_MODEL_H
 #define WARMEXEC_MODEL_H

@@ -67,6 +67,7 @@ typedef struct wx_pool_stats {
     uint64_t crashed;   /* workers that died or broke the protocol */
     uint64_t timed_out; /* workers killed at task_timeout */
     uint64_t start_failed; /* workers that never became ready */
+    double start_seconds;  /* spawn to ready, summed over `spawned` */
     int live;           /* workers alive now */
     int idle;           /* of which idle */
 } wx_pool_stats;

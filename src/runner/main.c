@@ -15,12 +15,14 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
 
 #include <warmexec/buf.h>
 #include <warmexec/json.h>
 
+#include "frame.h"
 #include "host.h"
 #include "rpc.h"
 
@@ -137,6 +139,9 @@ int main(int argc, char **argv)
 
     if (parse_args(argc, argv, &a) != 0)
         return usage();
+    /* A manager that went away is an EPIPE, handled like end of file. */
+    signal(SIGPIPE, SIG_IGN);
+    wx__frame_sigpipe_ignored();
     out_fd = protect_stdout();
     h = host_new(a.digest, a.bundle_path);
     if (out_fd < 0 || !h) {

@@ -840,8 +840,9 @@ static void test_create_sim_return_ids(void **state)
     assert_ok(wx_task_task_id(&plain, plain_tid, &err), &err);
     assert_string_not_equal(root, plain_root);
 
-    assert_ok(wx__create_sim_return(&t, some_outputs(f->cas, 2, names), 2,
-                                    &r, &err),
+    assert_ok(wx__create_sim_return(&t, NULL,
+                                    some_outputs(f->cas, 2, names), 2, &r,
+                                    &err),
               &err);
     assert_string_equal(r.sim_root, root);
     assert_string_equal(r.task_id, tid);
@@ -851,8 +852,9 @@ static void test_create_sim_return_ids(void **state)
     assert_ok(wx_sim_return_validate(&r, &err), &err);
     wx_sim_return_release(&r);
 
-    assert_ok(wx__create_sim_return(&plain, some_outputs(f->cas, 2, names), 2,
-                                    &r, &err),
+    assert_ok(wx__create_sim_return(&plain, NULL,
+                                    some_outputs(f->cas, 2, names), 2, &r,
+                                    &err),
               &err);
     assert_string_equal(r.sim_root, plain_root);
     assert_string_equal(r.task_id, plain_tid);
@@ -864,8 +866,9 @@ static void test_create_sim_return_ids(void **state)
     make_task(&plain, UNKNOWN_REF, SIM_EP, "{\"x\": 1.5}", 3, "[\"a\"]");
     assert_ok(wx_task_task_id(&plain, tid, &err), &err);
     assert_string_not_equal(tid, plain_tid);
-    assert_ok(wx__create_sim_return(&plain, some_outputs(f->cas, 2, names), 2,
-                                    &r, &err),
+    assert_ok(wx__create_sim_return(&plain, NULL,
+                                    some_outputs(f->cas, 2, names), 2, &r,
+                                    &err),
               &err);
     assert_string_equal(r.task_id, tid);
     wx_sim_return_release(&r);
@@ -883,14 +886,16 @@ static void test_create_sim_return_errors(void **state)
 
     make_task(&t, UNKNOWN_REF, SIM_EP, "{}", 1, NULL);
     /* No outputs: a model error, and nothing is left allocated. */
-    assert_fails(wx__create_sim_return(&t, wx__calloc(1, sizeof(wx_output)),
-                                       0, &r, &err),
+    assert_fails(wx__create_sim_return(&t, NULL,
+                                       wx__calloc(1, sizeof(wx_output)), 0,
+                                       &r, &err),
                  WX_EMODEL, &err, "no outputs");
     assert_null(r.outputs);
     assert_int_equal(r.n_outputs, 0);
     /* An invalid result is refused and its outputs freed (ASan). */
-    assert_fails(wx__create_sim_return(&t, some_outputs(f->cas, 2, dup), 2,
-                                       &r, &err),
+    assert_fails(wx__create_sim_return(&t, NULL,
+                                       some_outputs(f->cas, 2, dup), 2, &r,
+                                       &err),
                  WX_EINVAL, &err, "");
     assert_null(r.outputs);
     wx_task_release(&t);
@@ -912,8 +917,9 @@ static void test_select_outputs(void **state)
     make_task(&missing, UNKNOWN_REF, SIM_EP, "{}", 1, "[\"a\", \"z\"]");
 
     /* All: nothing removed, task_id with "*". */
-    assert_ok(wx__create_sim_return(&all, some_outputs(f->cas, 3, names), 3,
-                                    &r, &err),
+    assert_ok(wx__create_sim_return(&all, NULL,
+                                    some_outputs(f->cas, 3, names), 3, &r,
+                                    &err),
               &err);
     assert_ok(wx__select_outputs(&all, &r, &err), &err);
     assert_int_equal(r.n_outputs, 3);
@@ -921,14 +927,13 @@ static void test_select_outputs(void **state)
     assert_string_equal(r.task_id, tid);
 
     /* A subset of the same result: kept in the runner's order, the rest
-     * released, task_id recomputed. */
+     * released, task_id left for the caller (still that of `all`). */
     assert_ok(wx__select_outputs(&some, &r, &err), &err);
     assert_int_equal(r.n_outputs, 2);
     assert_string_equal(r.outputs[0].name, "c");
     assert_string_equal(r.outputs[1].name, "a");
     assert_memory_equal(r.outputs[0].art.data, "c", 1);
     assert_memory_equal(r.outputs[1].art.data, "a", 1);
-    assert_ok(wx_task_task_id(&some, tid, &err), &err);
     assert_string_equal(r.task_id, tid);
     assert_ok(wx_sim_return_validate(&r, &err), &err);
 
@@ -2296,7 +2301,8 @@ static void test_health(void **state)
     assert_string_equal(jstr(h, "home"), f->home);
     assert_true(json_is_true(json_object_get(h, "cache")));
     w = json_object_get(h, "workers");
-    assert_int_equal(json_object_size(w), 9);
+    assert_int_equal(json_object_size(w), 10);
+    assert_true(json_real_value(json_object_get(w, "start_seconds")) == 0.0);
     for (size_t i = 0; i < 9; i++) {
         assert_true(json_is_integer(json_object_get(w, counters[i])));
         assert_int_equal(json_integer_value(json_object_get(w, counters[i])),
@@ -2322,6 +2328,7 @@ static void test_health(void **state)
     assert_int_equal(json_integer_value(json_object_get(h, "failures")), 1);
     w = json_object_get(h, "workers");
     assert_int_equal(json_integer_value(json_object_get(w, "spawned")), 1);
+    assert_true(json_real_value(json_object_get(w, "start_seconds")) > 0.0);
     assert_int_equal(json_integer_value(json_object_get(w, "reused")), 1);
     assert_int_equal(json_integer_value(json_object_get(w, "live")), 1);
     assert_int_equal(json_integer_value(json_object_get(w, "idle")), 1);

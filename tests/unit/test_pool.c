@@ -330,6 +330,7 @@ static void round_trips(fx *f, bool compat)
     }
     s = stats(f);
     assert_int_equal(s.spawned, 1);
+    assert_true(s.start_seconds > 0.0 && s.start_seconds < 60.0);
     assert_int_equal(s.reused, 2 * 5);
     assert_int_equal(s.crashed + s.timed_out + s.start_failed, 0);
     wx_fault_release(&fault);

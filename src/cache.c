@@ -26,6 +26,25 @@
 #define BUSY_TIMEOUT_MS 30000
 /* Largest JSON text of one entry: refused on put, treated as damage on get. */
 #define MAX_ENTRY_BYTES ((size_t)256 << 20)
+/*
+ * Puts are committed in groups by a writer thread with its own
+ * connection: one transaction per put costs more than a trivial task,
+ * and a caller never waits for the disk.  A group is written once it has
+ * PENDING_MAX entries or PENDING_BYTES, or is PENDING_MS old; and before
+ * anything reads a pending key or changes the table (cache.h).
+ */
+#define PENDING_MAX 1024
+#define PENDING_MS 200
+#define PENDING_BYTES ((size_t)64 << 20)
+/* Open-addressing index of the queued keys (a power of two). */
+#define PENDING_SLOTS 4096
+/*
+ * Reads share one read transaction for up to READ_MS or READ_MAX reads:
+ * starting one per lookup costs file locking, more than the lookup.  An
+ * entry another process commits meanwhile is seen by the next snapshot.
+ */
+#define READ_MS 200
+#define READ_MAX 1024
 
 enum stmt_id {
     ST_GET_SIM,
@@ -64,12 +83,47 @@ static const char schema_sql[] =
     "created REAL);"
     "PRAGMA user_version = 1;";
 
+/* A put not yet committed. */
+typedef struct pending_put {
+    enum stmt_id id; /* ST_PUT_SIM or ST_PUT_AGG */
+    char key[65];
+    char second_id[65];
+    char *text; /* owned */
+    size_t len;
+    double created;
+} pending_put;
+
+/* A group of puts and the index of their keys. */
+typedef struct group {
+    pending_put puts[PENDING_MAX];
+    size_t n, bytes;
+    int64_t since_ms;
+    int16_t slots[PENDING_SLOTS]; /* index + 1 into puts, 0 = empty */
+} group;
+
 struct wx_cache {
-    sqlite3 *db;
-    pthread_mutex_t mu; /* guards db and stmts */
+    sqlite3 *db;  /* lookups, deletes, stats, clear */
+    sqlite3 *wdb; /* the writer thread's, for the groups */
+    pthread_mutex_t mu; /* guards everything below but wdb */
     sqlite3_stmt *stmts[ST__COUNT];
+    sqlite3_stmt *wput[2]; /* on wdb: sims, aggregations */
     char *path;
+    group *queue;    /* filling */
+    group *inflight; /* being committed by the writer (n = 0 if not) */
+    pthread_t writer;
+    bool writer_running, drain_wanted, stopping;
+    pthread_cond_t wake, done;
+    int write_rc;
+    char write_error[256];
+    uint64_t commits;      /* groups committed by the writer */
+    uint64_t reading_from; /* `commits` when the snapshot began */
+    bool reading; /* a read transaction is open */
+    int64_t reading_since_ms;
+    unsigned reads;
 };
+
+static void end_read(wx_cache *c);
+static void *writer_main(void *arg);
 
 /* A SQLite failure as WX_EIO, with SQLite's own message. */
 static int db_error(const wx_cache *c, const char *what, wx_error *err)
@@ -98,16 +152,17 @@ static int make_parent_dir(const char *path, wx_error *err)
     return wx__fs_mkdirs(dirname(copy), err);
 }
 
-static int open_db(wx_cache *c, wx_error *err)
+static int open_db(wx_cache *c, sqlite3 **db, wx_error *err)
 {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                 SQLITE_OPEN_NOMUTEX;
 
-    if (sqlite3_open_v2(c->path, &c->db, flags, NULL) == SQLITE_OK)
+    if (sqlite3_open_v2(c->path, db, flags, NULL) == SQLITE_OK)
         return 0;
-    if (!c->db)
+    if (!*db)
         return wx_error_set(err, WX_ENOMEM, "out of memory (SQLite)");
-    return db_error(c, "open", err);
+    return wx_error_set(err, WX_EIO, "cache %s: open: %s", c->path,
+                        sqlite3_errmsg(*db));
 }
 
 static void sleep_ms(long ms)
@@ -242,6 +297,28 @@ static int setup_db(wx_cache *c, wx_error *err)
     return rc;
 }
 
+/* The writer's connection (the database is set up) and its thread. */
+static int open_writer(wx_cache *c, wx_error *err)
+{
+    int rc = open_db(c, &c->wdb, err);
+
+    if (!rc && (sqlite3_busy_timeout(c->wdb, BUSY_TIMEOUT_MS) != SQLITE_OK ||
+                sqlite3_exec(c->wdb, "PRAGMA synchronous = NORMAL", NULL,
+                             NULL, NULL) != SQLITE_OK ||
+                sqlite3_prepare_v3(c->wdb, stmt_sql[ST_PUT_SIM], -1,
+                                   SQLITE_PREPARE_PERSISTENT, &c->wput[0],
+                                   NULL) != SQLITE_OK ||
+                sqlite3_prepare_v3(c->wdb, stmt_sql[ST_PUT_AGG], -1,
+                                   SQLITE_PREPARE_PERSISTENT, &c->wput[1],
+                                   NULL) != SQLITE_OK))
+        rc = wx_error_set(err, WX_EIO, "cache %s: %s", c->path,
+                          sqlite3_errmsg(c->wdb));
+    if (!rc && pthread_create(&c->writer, NULL, writer_main, c) != 0)
+        rc = wx_error_set(err, WX_ENOMEM, "cannot start the cache writer");
+    c->writer_running = rc == 0;
+    return rc;
+}
+
 int wx_cache_open(const char *path, wx_cache **out, wx_error *err)
 {
     wx_cache *c = wx__calloc(1, sizeof(*c));
@@ -251,15 +328,21 @@ int wx_cache_open(const char *path, wx_cache **out, wx_error *err)
     if (!c)
         return wx_error_set(err, WX_ENOMEM, "out of memory");
     pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->wake, NULL);
+    pthread_cond_init(&c->done, NULL);
     c->path = wx__strdup(path);
-    if (!c->path)
+    c->queue = wx__calloc(1, sizeof(*c->queue));
+    c->inflight = wx__calloc(1, sizeof(*c->inflight));
+    if (!c->path || !c->queue || !c->inflight)
         rc = wx_error_set(err, WX_ENOMEM, "out of memory");
     if (!rc)
         rc = make_parent_dir(path, err);
     if (!rc)
-        rc = open_db(c, err);
+        rc = open_db(c, &c->db, err);
     if (!rc)
         rc = setup_db(c, err);
+    if (!rc)
+        rc = open_writer(c, err);
     if (rc) {
         wx_cache_close(c);
         return rc;
@@ -268,14 +351,39 @@ int wx_cache_open(const char *path, wx_cache **out, wx_error *err)
     return 0;
 }
 
+/* Stop the writer once every queued put is committed. */
+static void stop_writer(wx_cache *c)
+{
+    if (!c->writer_running)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->stopping = true;
+    pthread_cond_signal(&c->wake);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->writer, NULL);
+    c->writer_running = false;
+    if (c->write_rc)
+        wx__log(WX_LOG_WARN, "%s", c->write_error);
+}
+
 void wx_cache_close(wx_cache *c)
 {
     if (!c)
         return;
+    stop_writer(c);
+    if (c->db)
+        end_read(c);
     for (int i = 0; i < ST__COUNT; i++)
         sqlite3_finalize(c->stmts[i]);
+    for (int i = 0; i < 2; i++)
+        sqlite3_finalize(c->wput[i]);
     sqlite3_close(c->db);
+    sqlite3_close(c->wdb);
     pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->wake);
+    pthread_cond_destroy(&c->done);
+    wx_free(c->queue);
+    wx_free(c->inflight);
     wx_free(c->path);
     wx_free(c);
 }
@@ -304,25 +412,273 @@ static int check_key(const char *what, const char *key, wx_error *err)
  * Run a write statement: bind the key, and for a put the second id, the
  * JSON text and the time.  One statement is one transaction.
  */
-static int run_write(wx_cache *c, enum stmt_id id, const char *key,
-                     const char *second_id, const wx_buf *text,
-                     wx_error *err)
+static int step_write(wx_cache *c, enum stmt_id id, const char *key,
+                      const char *second_id, const char *text, size_t len,
+                      double created, wx_error *err)
 {
     sqlite3_stmt *st = c->stmts[id];
     int rc = 0;
 
-    pthread_mutex_lock(&c->mu);
     if (sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC) != SQLITE_OK ||
         (text && (sqlite3_bind_text(st, 2, second_id, -1, SQLITE_STATIC) !=
                       SQLITE_OK ||
-                  sqlite3_bind_text(st, 3, text->data, (int)text->len,
-                                    SQLITE_STATIC) != SQLITE_OK ||
-                  sqlite3_bind_double(st, 4, now_seconds()) != SQLITE_OK)))
+                  sqlite3_bind_text(st, 3, text, (int)len, SQLITE_STATIC) !=
+                      SQLITE_OK ||
+                  sqlite3_bind_double(st, 4, created) != SQLITE_OK)))
         rc = db_error(c, "bind", err);
     if (!rc && sqlite3_step(st) != SQLITE_DONE)
         rc = db_error(c, text ? "write" : "delete", err);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
+    return rc;
+}
+
+/* ---- the shared read transaction (c->mu held) ---- */
+
+static void end_read(wx_cache *c)
+{
+    if (!c->reading)
+        return;
+    sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+    c->reading = false;
+}
+
+/* A read transaction for the next lookup, renewed when it is old. */
+static int begin_read(wx_cache *c, wx_error *err)
+{
+    /* A snapshot from before a group of ours was committed would not
+     * show it. */
+    if (c->reading && (++c->reads >= READ_MAX ||
+                       c->reading_from != c->commits ||
+                       monotonic_ms() - c->reading_since_ms >= READ_MS))
+        end_read(c);
+    if (c->reading)
+        return 0;
+    if (exec_sql(c, "BEGIN", err) != 0)
+        return WX_EIO;
+    c->reading = true;
+    c->reading_from = c->commits;
+    c->reading_since_ms = monotonic_ms();
+    c->reads = 0;
+    return 0;
+}
+
+/* ---- the groups of puts ---- */
+
+static size_t slot_of(enum stmt_id id, const char *key)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)id;
+
+    /* The keys are digests: 16 of their hex digits spread well. */
+    for (int i = 0; i < 16; i++)
+        h = (h ^ (unsigned char)key[i]) * 1099511628211ull;
+    return (size_t)(h & (PENDING_SLOTS - 1));
+}
+
+/* The put of `key` in `g`, or NULL. */
+static pending_put *find_put(group *g, enum stmt_id id, const char *key)
+{
+    for (size_t s = slot_of(id, key); g->slots[s];
+         s = (s + 1) & (PENDING_SLOTS - 1)) {
+        pending_put *p = &g->puts[g->slots[s] - 1];
+
+        if (p->id == id && strcmp(p->key, key) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+static void group_clear(group *g)
+{
+    for (size_t i = 0; i < g->n; i++)
+        wx_free(g->puts[i].text);
+    g->n = g->bytes = 0;
+    memset(g->slots, 0, sizeof(g->slots));
+}
+
+/* c->mu held. */
+static bool is_pending(wx_cache *c, enum stmt_id id, const char *key)
+{
+    return find_put(c->queue, id, key) || find_put(c->inflight, id, key);
+}
+
+/* Commit `g` on the writer's connection in one transaction. */
+static int commit_group(wx_cache *c, const group *g, wx_error *err)
+{
+    int rc = 0;
+
+    if (sqlite3_exec(c->wdb, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+        SQLITE_OK)
+        rc = wx_error_set(err, WX_EIO, "cache %s: begin: %s", c->path,
+                          sqlite3_errmsg(c->wdb));
+    for (size_t i = 0; !rc && i < g->n; i++) {
+        const pending_put *p = &g->puts[i];
+        sqlite3_stmt *st = c->wput[p->id == ST_PUT_SIM ? 0 : 1];
+
+        if (sqlite3_bind_text(st, 1, p->key, -1, SQLITE_STATIC) ||
+            sqlite3_bind_text(st, 2, p->second_id, -1, SQLITE_STATIC) ||
+            sqlite3_bind_text(st, 3, p->text, (int)p->len, SQLITE_STATIC) ||
+            sqlite3_bind_double(st, 4, p->created) ||
+            sqlite3_step(st) != SQLITE_DONE)
+            rc = wx_error_set(err, WX_EIO, "cache %s: write: %s", c->path,
+                              sqlite3_errmsg(c->wdb));
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+    if (!rc && sqlite3_exec(c->wdb, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        rc = wx_error_set(err, WX_EIO, "cache %s: commit: %s", c->path,
+                          sqlite3_errmsg(c->wdb));
+    if (rc)
+        sqlite3_exec(c->wdb, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+/* Whether the queue should be committed now (c->mu held). */
+static bool group_due(const wx_cache *c)
+{
+    const group *q = c->queue;
+
+    return q->n && (c->drain_wanted || c->stopping || q->n == PENDING_MAX ||
+                    q->bytes >= PENDING_BYTES ||
+                    monotonic_ms() - q->since_ms >= PENDING_MS);
+}
+
+static void wait_for_work(wx_cache *c)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += PENDING_MS * 1000000L;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&c->wake, &c->mu, &until);
+}
+
+/* The writer: commits each group that is due, until stopped and empty. */
+static void *writer_main(void *arg)
+{
+    wx_cache *c = arg;
+
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        wx_error err = WX_ERROR_INIT;
+        group *g;
+        int rc;
+
+        if (!group_due(c)) {
+            if (!c->queue->n) {
+                c->drain_wanted = false;
+                pthread_cond_broadcast(&c->done);
+                if (c->stopping)
+                    break;
+            }
+            wait_for_work(c);
+            continue;
+        }
+        g = c->queue;
+        c->queue = c->inflight;
+        c->inflight = g;
+        pthread_mutex_unlock(&c->mu);
+        rc = commit_group(c, g, &err);
+        pthread_mutex_lock(&c->mu);
+        if (rc && !c->write_rc) {
+            c->write_rc = rc;
+            snprintf(c->write_error, sizeof(c->write_error), "%.200s",
+                     err.message);
+        }
+        group_clear(g);
+        c->commits++;
+        pthread_cond_broadcast(&c->done);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* A write error of the writer, reported once (c->mu held). */
+static int take_write_error(wx_cache *c, wx_error *err)
+{
+    int rc = c->write_rc;
+
+    if (rc)
+        wx_error_set(err, rc, "%s", c->write_error);
+    c->write_rc = 0;
+    return rc;
+}
+
+/* Wait until every queued put is committed (c->mu held). */
+static int drain(wx_cache *c, wx_error *err)
+{
+    while (c->queue->n || c->inflight->n) {
+        c->drain_wanted = true;
+        pthread_cond_signal(&c->wake);
+        pthread_cond_wait(&c->done, &c->mu);
+    }
+    return take_write_error(c, err);
+}
+
+/* Queue a put (taking `text`); a newer put of a queued key replaces it. */
+static int queue_put(wx_cache *c, enum stmt_id id, const char *key,
+                     const char *second_id, wx_buf *text, wx_error *err)
+{
+    size_t len = text->len, s;
+    char *owned = wx_buf_detach(text, NULL);
+    pending_put *p;
+    int rc;
+
+    if (!owned)
+        return wx_error_set(err, WX_ENOMEM, "out of memory");
+    pthread_mutex_lock(&c->mu);
+    rc = take_write_error(c, err);
+    while (c->queue->n == PENDING_MAX) { /* the writer is behind */
+        pthread_cond_signal(&c->wake);
+        pthread_cond_wait(&c->done, &c->mu);
+    }
+    p = find_put(c->queue, id, key);
+    if (p) {
+        c->queue->bytes -= p->len;
+        wx_free(p->text);
+    } else {
+        if (!c->queue->n)
+            c->queue->since_ms = monotonic_ms();
+        p = &c->queue->puts[c->queue->n];
+        for (s = slot_of(id, key); c->queue->slots[s];
+             s = (s + 1) & (PENDING_SLOTS - 1))
+            ;
+        c->queue->slots[s] = (int16_t)(++c->queue->n);
+    }
+    *p = (pending_put){.id = id, .text = owned, .len = len,
+                       .created = now_seconds()};
+    snprintf(p->key, sizeof(p->key), "%s", key);
+    snprintf(p->second_id, sizeof(p->second_id), "%s", second_id);
+    c->queue->bytes += len;
+    if (c->queue->n == PENDING_MAX || c->queue->bytes >= PENDING_BYTES)
+        pthread_cond_signal(&c->wake);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int wx_cache_flush(wx_cache *c, wx_error *err)
+{
+    int rc;
+
+    pthread_mutex_lock(&c->mu);
+    rc = drain(c, err);
+    end_read(c); /* the next lookup sees everything committed so far */
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+/* A delete: pending puts first, so the order of changes is kept. */
+static int run_delete(wx_cache *c, enum stmt_id id, const char *key,
+                      wx_error *err)
+{
+    int rc;
+
+    pthread_mutex_lock(&c->mu);
+    rc = drain(c, err);
+    end_read(c);
+    if (!rc)
+        rc = step_write(c, id, key, NULL, NULL, 0, 0.0, err);
     pthread_mutex_unlock(&c->mu);
     return rc;
 }
@@ -345,7 +701,12 @@ static int fetch(wx_cache *c, enum stmt_id id, const char *table,
 
     *doc = NULL;
     pthread_mutex_lock(&c->mu);
-    if (sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC) != SQLITE_OK)
+    /* A read of a key still pending sees it: commit the group first. */
+    if (is_pending(c, id == ST_GET_SIM ? ST_PUT_SIM : ST_PUT_AGG, key))
+        rc = drain(c, err);
+    if (!rc)
+        rc = begin_read(c, err);
+    if (!rc && sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC) != SQLITE_OK)
         rc = db_error(c, "bind", err);
     step = rc ? SQLITE_ERROR : sqlite3_step(st);
     if (!rc && step == SQLITE_ROW) {
@@ -427,7 +788,7 @@ int wx_cache_put_sim(wx_cache *c, const wx_sim_return *r, wx_error *err)
     if (!rc)
         rc = entry_text(v, &text, err);
     if (!rc)
-        rc = run_write(c, ST_PUT_SIM, r->sim_root, r->task_id, &text, err);
+        rc = queue_put(c, ST_PUT_SIM, r->sim_root, r->task_id, &text, err);
     wx_buf_release(&text);
     return rc;
 }
@@ -436,7 +797,7 @@ int wx_cache_delete_sim(wx_cache *c, const char *sim_root, wx_error *err)
 {
     int rc = check_key("sim_root", sim_root, err);
 
-    return rc ? rc : run_write(c, ST_DEL_SIM, sim_root, NULL, NULL, err);
+    return rc ? rc : run_delete(c, ST_DEL_SIM, sim_root, err);
 }
 
 int wx_cache_get_agg(wx_cache *c, const char *agg_digest, wx_agg_return *out,
@@ -481,7 +842,7 @@ int wx_cache_put_agg(wx_cache *c, const char *agg_digest,
     if (!rc)
         rc = entry_text(v, &text, err);
     if (!rc)
-        rc = run_write(c, ST_PUT_AGG, agg_digest, r->aggregation_id, &text,
+        rc = queue_put(c, ST_PUT_AGG, agg_digest, r->aggregation_id, &text,
                        err);
     wx_buf_release(&text);
     return rc;
@@ -491,20 +852,22 @@ int wx_cache_delete_agg(wx_cache *c, const char *agg_digest, wx_error *err)
 {
     int rc = check_key("aggregation digest", agg_digest, err);
 
-    return rc ? rc : run_write(c, ST_DEL_AGG, agg_digest, NULL, NULL, err);
+    return rc ? rc : run_delete(c, ST_DEL_AGG, agg_digest, err);
 }
 
 int wx_cache_stats_get(wx_cache *c, wx_cache_stats *out, wx_error *err)
 {
     sqlite3_stmt *st = c->stmts[ST_STATS];
-    int rc = 0;
+    int rc;
 
     pthread_mutex_lock(&c->mu);
-    if (sqlite3_step(st) == SQLITE_ROW) {
+    rc = drain(c, err);
+    end_read(c);
+    if (!rc && sqlite3_step(st) == SQLITE_ROW) {
         out->sims = sqlite3_column_int64(st, 0);
         out->aggregations = sqlite3_column_int64(st, 1);
         out->bytes = sqlite3_column_int64(st, 2);
-    } else {
+    } else if (!rc) {
         rc = db_error(c, "stats", err);
     }
     sqlite3_reset(st);
@@ -517,6 +880,12 @@ int wx_cache_clear(wx_cache *c, wx_error *err)
     int rc;
 
     pthread_mutex_lock(&c->mu);
+    rc = drain(c, err);
+    end_read(c);
+    if (rc) {
+        pthread_mutex_unlock(&c->mu);
+        return rc;
+    }
     rc = exec_sql(c, "BEGIN IMMEDIATE; DELETE FROM sims; "
                      "DELETE FROM aggregations; COMMIT",
                   err);

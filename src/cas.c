@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -25,6 +26,10 @@
 #define CHUNK_BYTES 32768
 /* Room left in PATH_MAX for "/sha256/<2>/<62>" and a temporary name. */
 #define ROOT_MAX (PATH_MAX - 128)
+/* From this size on, an object is hashed while another thread writes it. */
+#define PARALLEL_MIN ((size_t)1 << 20)
+/* BATCH: a put flushes by itself once this many objects are pending. */
+#define PENDING_MAX 8192
 
 /* Called by a backend's walk for each object, in ref order. */
 typedef int (*visit_fn)(void *ctx, const char *hex, uint64_t size);
@@ -37,6 +42,12 @@ typedef struct cas_ops {
     /* Store the bytes under `hex` (trusted); present and intact is ok. */
     int (*put)(wx_cas *cas, const char *hex, const void *data, size_t len,
                wx_error *err);
+    /* Store bytes not hashed yet, hashing them into `hex` while they are
+     * written (NULL when the backend cannot do better than put). */
+    int (*put_hashing)(wx_cas *cas, const void *data, size_t len,
+                       char hex[WX_HEX256_LEN + 1], wx_error *err);
+    /* Make every object stored so far durable. */
+    int (*flush)(wx_cas *cas, wx_error *err);
     /* Read the stored bytes unverified; `*data` is NULL when empty. */
     int (*load)(wx_cas *cas, const char *hex, size_t max_len,
                 uint8_t **data, size_t *len, wx_error *err);
@@ -123,11 +134,16 @@ int wx_cas_put(wx_cas *cas, const void *data, size_t len,
                             "CAS put: digest '%.100s' is not 64 lowercase "
                             "hex",
                             sha256_hex);
-    if (sha256_hex)
+    if (sha256_hex) {
         memcpy(hex, sha256_hex, sizeof(hex));
-    else if ((rc = wx__sha256_hex(data, len, hex, err)) != 0)
-        return rc;
-    rc = cas->ops->put(cas, hex, data, len, err);
+        rc = cas->ops->put(cas, hex, data, len, err);
+    } else if (len >= PARALLEL_MIN && cas->ops->put_hashing) {
+        rc = cas->ops->put_hashing(cas, data, len, hex, err);
+    } else {
+        rc = wx__sha256_hex(data, len, hex, err);
+        if (!rc)
+            rc = cas->ops->put(cas, hex, data, len, err);
+    }
     if (!rc)
         snprintf(ref, WX_CAS_REF_LEN + 1, REF_PREFIX "%s", hex);
     return rc;
@@ -210,6 +226,11 @@ int wx_cas_foreach(wx_cas *cas,
     return cas->ops->walk(cas, visit_ref, &ctx, err);
 }
 
+int wx_cas_flush(wx_cas *cas, wx_error *err)
+{
+    return cas->ops->flush ? cas->ops->flush(cas, err) : 0;
+}
+
 void wx_cas_close(wx_cas *cas)
 {
     if (cas)
@@ -222,6 +243,13 @@ typedef struct fs_cas {
     wx_cas base;
     wx_cas_sync sync;
     char *objects; /* "<root>/sha256" */
+    /* Shard directories known to exist (a mkdir per put costs). */
+    atomic_bool shard_ready[256];
+    /* BATCH: objects stored since the last flush, and their shards. */
+    pthread_mutex_t mu;
+    atomic_bool new_dirs; /* shard directories created since the flush */
+    char (*pending)[WX_HEX256_LEN + 1];
+    size_t n_pending, cap_pending;
 } fs_cas;
 
 static void object_path(const fs_cas *c, const char *hex, char *out,
@@ -244,16 +272,19 @@ static void fs_locate(const wx_cas *cas, const char *hex, char *out,
 
 /*
  * mkdir that accepts an existing directory.  Under FULL a directory it
- * creates is made durable (its parent is synced), since the objects
+ * creates is made durable at once (under BATCH at the next flush) (its parent is synced), since the objects
  * below it are only as durable as the path that leads to them.
  */
-static int ensure_dir(const fs_cas *c, const char *path, wx_error *err)
+static int ensure_dir(fs_cas *c, const char *path, wx_error *err)
 {
     struct stat st;
 
-    if (mkdir(path, 0755) == 0)
+    if (mkdir(path, 0755) == 0) {
+        if (c->sync == WX_CAS_SYNC_BATCH)
+            atomic_store(&c->new_dirs, true);
         return c->sync == WX_CAS_SYNC_FULL ? wx__fs_sync_parent(path, err)
                                            : 0;
+    }
     if (errno == EEXIST && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return 0;
     if (errno == EEXIST)
@@ -262,7 +293,7 @@ static int ensure_dir(const fs_cas *c, const char *path, wx_error *err)
 }
 
 /* mkdir -p with ensure_dir() at each level. */
-static int ensure_dirs(const fs_cas *c, const char *path, wx_error *err)
+static int ensure_dirs(fs_cas *c, const char *path, wx_error *err)
 {
     char copy[PATH_MAX];
     int rc;
@@ -376,19 +407,149 @@ static int link_into_place(const fs_cas *c, const char *tmp,
     return 0;
 }
 
-/* Write a temporary file in the object's directory and publish it. */
-static int publish(const fs_cas *c, const char *hex, const char *path,
-                   const void *data, size_t len, wx_error *err)
-{
-    char dir[PATH_MAX], tmp[PATH_MAX];
-    bool renamed = false;
-    int fd, rc;
+/* ---- durability (docs/cas.md) ---- */
 
+/* fsync the object `hex` and its directory. */
+static int sync_object(const fs_cas *c, const char *hex, wx_error *err)
+{
+    char path[PATH_MAX];
+    int fd, rc = 0;
+
+    object_path(c, hex, path, sizeof(path));
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 /* removed since */
+                               : wx_error_set_sys(err, WX_EIO, errno,
+                                                  "open %s", path);
+    if (fsync(fd) != 0)
+        rc = wx_error_set_sys(err, WX_EIO, errno, "fsync %s", path);
+    close(fd);
+    return rc ? rc : wx__fs_sync_parent(path, err);
+}
+
+static int shard_index(const char *hex)
+{
+    int hi = hex[0] <= '9' ? hex[0] - '0' : hex[0] - 'a' + 10;
+    int lo = hex[1] <= '9' ? hex[1] - '0' : hex[1] - 'a' + 10;
+
+    return hi * 16 + lo;
+}
+
+static int sync_dir(const char *path, wx_error *err)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+
+    if (fd < 0)
+        return wx_error_set_sys(err, WX_EIO, errno, "open %s", path);
+    if (fsync(fd) != 0)
+        rc = wx_error_set_sys(err, WX_EIO, errno, "fsync %s", path);
+    close(fd);
+    return rc;
+}
+
+/* BATCH: fsync every pending object, then each directory holding one. */
+static int fs_flush(wx_cas *cas, wx_error *err)
+{
+    fs_cas *c = (fs_cas *)cas;
+    char (*list)[WX_HEX256_LEN + 1];
+    bool dirty[256] = {false};
+    char path[PATH_MAX];
+    size_t n;
+    int rc = 0;
+
+    pthread_mutex_lock(&c->mu);
+    list = c->pending;
+    n = c->n_pending;
+    c->pending = NULL;
+    c->n_pending = c->cap_pending = 0;
+    pthread_mutex_unlock(&c->mu);
+    for (size_t i = 0; i < n && !rc; i++) {
+        int fd;
+
+        object_path(c, list[i], path, sizeof(path));
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 && errno != ENOENT)
+            rc = wx_error_set_sys(err, WX_EIO, errno, "open %s", path);
+        if (fd >= 0 && fsync(fd) != 0)
+            rc = wx_error_set_sys(err, WX_EIO, errno, "fsync %s", path);
+        if (fd >= 0)
+            close(fd);
+        dirty[shard_index(list[i])] = true;
+    }
+    for (int i = 0; i < 256 && !rc; i++) {
+        if (!dirty[i])
+            continue;
+        snprintf(path, sizeof(path), "%s/%02x", c->objects, i);
+        rc = sync_dir(path, err);
+    }
+    if (!rc && atomic_exchange(&c->new_dirs, false))
+        rc = sync_dir(c->objects, err);
+    wx_free(list);
+    return rc;
+}
+
+/*
+ * After storing (or finding) `hex`: under BATCH note it for the next
+ * flush, which a put does itself once PENDING_MAX are waiting.  Without
+ * memory for the note the object is synced now.
+ */
+static int remember(fs_cas *c, const char *hex, wx_error *err)
+{
+    bool full;
+
+    if (c->sync != WX_CAS_SYNC_BATCH)
+        return 0;
+    pthread_mutex_lock(&c->mu);
+    if (c->n_pending == c->cap_pending) {
+        size_t cap = c->cap_pending ? 2 * c->cap_pending : 64;
+        void *grown = wx__realloc(c->pending, cap * sizeof(*c->pending));
+
+        if (!grown) {
+            pthread_mutex_unlock(&c->mu);
+            return sync_object(c, hex, err);
+        }
+        c->pending = grown;
+        c->cap_pending = cap;
+    }
+    memcpy(c->pending[c->n_pending++], hex, WX_HEX256_LEN + 1);
+    full = c->n_pending >= PENDING_MAX;
+    pthread_mutex_unlock(&c->mu);
+    return full ? fs_flush(&c->base, err) : 0;
+}
+
+/* ---- put ---- */
+
+/* The shard directory of `hex`, created once and then remembered. */
+static int ensure_shard(fs_cas *c, const char *hex, wx_error *err)
+{
+    char dir[PATH_MAX];
+    int i = shard_index(hex), rc;
+
+    if (atomic_load_explicit(&c->shard_ready[i], memory_order_relaxed))
+        return 0;
     shard_dir(c, hex, dir, sizeof(dir));
     rc = ensure_dir(c, dir, err);
-    if (rc)
-        return rc;
-    fd = wx__fs_open_temp(dir, "put", tmp, sizeof(tmp), 0444, err);
+    if (!rc)
+        atomic_store_explicit(&c->shard_ready[i], true,
+                              memory_order_relaxed);
+    return rc;
+}
+
+static bool shard_missing(const fs_cas *c, const char *hex)
+{
+    char dir[PATH_MAX];
+    struct stat st;
+
+    shard_dir(c, hex, dir, sizeof(dir));
+    return stat(dir, &st) != 0 && errno == ENOENT;
+}
+
+/* Write `data` into a new temporary file in `dir` (synced under FULL). */
+static int write_temp(const fs_cas *c, const char *dir, const void *data,
+                      size_t len, char *tmp, size_t tmp_size, wx_error *err)
+{
+    int fd = wx__fs_open_temp(dir, "put", tmp, tmp_size, 0444, err), rc;
+
     if (fd < 0)
         return fd;
     rc = wx__fs_write_all(fd, data, len, err);
@@ -396,27 +557,110 @@ static int publish(const fs_cas *c, const char *hex, const char *path,
         rc = wx_error_set_sys(err, WX_EIO, errno, "fsync %s", tmp);
     if (close(fd) != 0 && !rc)
         rc = wx_error_set_sys(err, WX_EIO, errno, "close %s", tmp);
+    if (rc)
+        unlink(tmp);
+    return rc;
+}
+
+/*
+ * Give the temporary file `tmp` (holding `data`) the name of object
+ * `hex`; then make the name durable (FULL) or note it (BATCH).  A shard
+ * directory removed since it was seen is created again.
+ */
+static int publish_temp(fs_cas *c, const char *hex, const char *tmp,
+                        const void *data, size_t len, wx_error *err)
+{
+    char path[PATH_MAX];
+    bool renamed = false;
+    int rc = ensure_shard(c, hex, err);
+
+    object_path(c, hex, path, sizeof(path));
     if (!rc)
         rc = link_into_place(c, tmp, path, data, len, &renamed, err);
+    if (rc && shard_missing(c, hex)) {
+        atomic_store(&c->shard_ready[shard_index(hex)], false);
+        rc = ensure_shard(c, hex, err);
+        if (!rc)
+            rc = link_into_place(c, tmp, path, data, len, &renamed, err);
+    }
     if (!renamed)
         unlink(tmp);
     if (!rc && c->sync == WX_CAS_SYNC_FULL)
         rc = wx__fs_sync_parent(path, err);
-    return rc;
+    return rc ? rc : remember(c, hex, err);
 }
 
 static int fs_put(wx_cas *cas, const char *hex, const void *data, size_t len,
                   wx_error *err)
 {
-    const fs_cas *c = (const fs_cas *)cas;
-    char path[PATH_MAX];
+    fs_cas *c = (fs_cas *)cas;
+    char path[PATH_MAX], dir[PATH_MAX], tmp[PATH_MAX];
     bool intact;
     int rc;
 
     object_path(c, hex, path, sizeof(path));
     rc = check_present(c, path, data, len, &intact, err);
-    if (!rc && !intact)
-        rc = publish(c, hex, path, data, len, err);
+    if (!rc && intact) {
+        rc = remember(c, hex, err);
+    } else if (!rc) {
+        shard_dir(c, hex, dir, sizeof(dir));
+        rc = ensure_shard(c, hex, err);
+        if (!rc)
+            rc = write_temp(c, dir, data, len, tmp, sizeof(tmp), err);
+        if (!rc)
+            rc = publish_temp(c, hex, tmp, data, len, err);
+    }
+    return rc ? wx_error_prefix(err, rc, "cannot store cas://%s", hex) : 0;
+}
+
+/* A temporary copy written by another thread while the caller hashes. */
+typedef struct temp_job {
+    const fs_cas *c;
+    const void *data;
+    size_t len;
+    char tmp[PATH_MAX];
+    int rc;
+    wx_error err;
+} temp_job;
+
+static void *write_temp_main(void *arg)
+{
+    temp_job *j = arg;
+
+    j->rc = write_temp(j->c, j->c->objects, j->data, j->len, j->tmp,
+                       sizeof(j->tmp), &j->err);
+    return NULL;
+}
+
+/*
+ * A big object: one thread writes it to a temporary file while this one
+ * hashes it, so storing costs about the slower of the two instead of
+ * their sum; then the file gets its name.
+ */
+static int fs_put_hashing(wx_cas *cas, const void *data, size_t len,
+                          char hex[WX_HEX256_LEN + 1], wx_error *err)
+{
+    fs_cas *c = (fs_cas *)cas;
+    temp_job job = {.c = c, .data = data, .len = len, .err = WX_ERROR_INIT};
+    pthread_t writer;
+    bool threaded = pthread_create(&writer, NULL, write_temp_main, &job) == 0;
+    int rc;
+
+    if (!threaded)
+        write_temp_main(&job);
+    rc = wx__sha256_hex(data, len, hex, err);
+    if (threaded)
+        pthread_join(writer, NULL);
+    if (job.rc) {
+        if (!rc)
+            rc = wx_error_set(err, job.rc, "%s", job.err.message);
+        return rc;
+    }
+    if (rc) {
+        unlink(job.tmp);
+        return rc;
+    }
+    rc = publish_temp(c, hex, job.tmp, data, len, err);
     return rc ? wx_error_prefix(err, rc, "cannot store cas://%s", hex) : 0;
 }
 
@@ -614,17 +858,22 @@ static int fs_walk(wx_cas *cas, visit_fn visit, void *ctx, wx_error *err)
     return rc;
 }
 
+/* Closing flushes (BATCH); an error there has no one to go to. */
 static void fs_close(wx_cas *cas)
 {
     fs_cas *c = (fs_cas *)cas;
 
+    if (c->n_pending)
+        fs_flush(cas, NULL);
+    pthread_mutex_destroy(&c->mu);
     wx_free(c->objects);
     wx_free(c);
 }
 
-static const cas_ops fs_ops = {fs_put,    fs_load, fs_digest,
-                               fs_exists, fs_remove, fs_walk,
-                               fs_locate, fs_close};
+static const cas_ops fs_ops = {fs_put,    fs_put_hashing, fs_flush,
+                               fs_load,   fs_digest,      fs_exists,
+                               fs_remove, fs_walk,        fs_locate,
+                               fs_close};
 
 int wx_cas_open_fs(const char *root, wx_cas_sync sync, wx_cas **out,
                    wx_error *err)
@@ -642,6 +891,7 @@ int wx_cas_open_fs(const char *root, wx_cas_sync sync, wx_cas **out,
         return oom(err);
     c->base.ops = &fs_ops;
     c->sync = sync;
+    pthread_mutex_init(&c->mu, NULL);
     c->objects = wx__malloc(strlen(root) + sizeof("/sha256"));
     if (!c->objects) {
         fs_close(&c->base);
@@ -851,9 +1101,10 @@ static void mem_close(wx_cas *cas)
     wx_free(m);
 }
 
-static const cas_ops mem_ops = {mem_put,    mem_load, mem_digest,
-                                mem_exists, mem_remove, mem_walk,
-                                mem_locate, mem_close};
+static const cas_ops mem_ops = {mem_put,    NULL,       NULL,
+                                mem_load,   mem_digest, mem_exists,
+                                mem_remove, mem_walk,   mem_locate,
+                                mem_close};
 
 int wx_cas_open_memory(wx_cas **out, wx_error *err)
 {

@@ -17,6 +17,9 @@
 #define MiB (1024ll * KiB)
 #define GiB (1024ll * MiB)
 
+/* In the order of wx_cas_sync. */
+static const char *const cas_sync_names[] = {"full", "batch", "none", NULL};
+
 static const wx_conf_entry table[WX_CONF__COUNT] = {
     [WX_CONF_HOME] = {"home", WX_CONF_STRING, NULL, "WARMEXEC_HOME", 0, 0,
                       "state directory (bundles, CAS, cache, worker logs); "
@@ -89,11 +92,11 @@ static const wx_conf_entry table[WX_CONF__COUNT] = {
                              "retries of a task after a retryable failure "
                              "(crash, timeout, protocol error), each on a "
                              "fresh worker"},
-    [WX_CONF_CAS_FSYNC] = {"cas_fsync", WX_CONF_BOOL, "true",
-                           "WARMEXEC_CAS_FSYNC",
-                           0, 1,
-                           "fsync each CAS object before using it "
-                           "(docs/cas.md)"},
+    [WX_CONF_CAS_SYNC] = {"cas_sync", WX_CONF_CHOICE, "batch",
+                          "WARMEXEC_CAS_SYNC", 0, 0,
+                          "when CAS objects reach the disk: full, batch "
+                          "or none (docs/cas.md)",
+                          cas_sync_names},
 };
 
 typedef struct conf_value {
@@ -228,9 +231,23 @@ static int parse_bool(const char *text, int64_t *out)
     return -1;
 }
 
+static int parse_choice(const wx_conf_entry *e, const char *text,
+                        int64_t *out)
+{
+    for (int64_t i = 0; e->choices[i]; i++) {
+        if (strcasecmp(text, e->choices[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
 static const char *type_rule(wx_conf_type type)
 {
     switch (type) {
+    case WX_CONF_CHOICE:
+        return "one of"; /* followed by the choices */
     case WX_CONF_BOOL:
         return "true or false";
     case WX_CONF_STRING:
@@ -247,6 +264,19 @@ static const char *type_rule(wx_conf_type type)
     return "?";
 }
 
+/* "full, batch, none" for messages. */
+static const char *choice_list(const wx_conf_entry *e)
+{
+    static _Thread_local char text[256];
+    size_t used = 0;
+
+    text[0] = '\0';
+    for (size_t i = 0; e->choices[i] && used < sizeof(text); i++)
+        used += (size_t)snprintf(text + used, sizeof(text) - used, "%s%s",
+                                 i ? ", " : "", e->choices[i]);
+    return text;
+}
+
 /* Parse `text` for entry `e` into `v` (without touching v->text). */
 static int parse_value(const wx_conf_entry *e, const char *text,
                        conf_value *v)
@@ -260,6 +290,8 @@ static int parse_value(const wx_conf_entry *e, const char *text,
         return parse_seconds(text, &v->d);
     case WX_CONF_BOOL:
         return parse_bool(text, &v->i);
+    case WX_CONF_CHOICE:
+        return parse_choice(e, text, &v->i);
     case WX_CONF_LEVEL:
         i = wx_log_level_parse(text);
         if (i < 0)
@@ -294,6 +326,9 @@ int wx_config_set(wx_config *cfg, wx_conf_id id, const char *text,
                                 ", %" PRId64 "]",
                                 e->name, text, type_rule(e->type), e->min,
                                 e->max);
+        if (e->type == WX_CONF_CHOICE)
+            return wx_error_set(err, WX_EINVAL, "%s: '%s' is not one of %s",
+                                e->name, text, choice_list(e));
         return wx_error_set(err, WX_EINVAL, "%s: '%s' is not %s", e->name,
                             text, type_rule(e->type));
     }
@@ -433,6 +468,8 @@ int wx_config_format(const wx_config *cfg, wx_conf_id id, wx_buf *out,
                            err);
     case WX_CONF_BOOL:
         return wx_buf_puts(out, v->i ? "true" : "false", err);
+    case WX_CONF_CHOICE:
+        return wx_buf_puts(out, table[id].choices[v->i], err);
     case WX_CONF_SECONDS:
         return wx_buf_printf(out, err, "%g", v->d);
     case WX_CONF_INT:

@@ -84,28 +84,34 @@ static void outputs_free(wx_output *o, size_t n)
     wx_free(o);
 }
 
-/* One raw output: checksum, then inline copy or CAS object. */
+/*
+ * One raw output: an inline copy with its checksum, or a CAS object,
+ * whose ref names its checksum (the store hashes big objects while it
+ * writes them).
+ */
 static int make_artifact(wx_cas *cas, size_t inline_max,
                          const wx__raw_output *raw, wx_artifact *a,
                          wx_error *err)
 {
     char ref[WX_CAS_REF_LEN + 1];
-    int rc = wx__sha256_hex(raw->data, raw->len, a->checksum, err);
+    int rc;
 
     a->size = raw->len;
-    if (rc)
-        return rc;
     if (raw->len <= inline_max) {
+        rc = wx__sha256_hex(raw->data, raw->len, a->checksum, err);
+        if (rc)
+            return rc;
         if (raw->len && !(a->data = wx__malloc(raw->len)))
             return wx_error_set(err, WX_ENOMEM, "out of memory");
         if (raw->len)
             memcpy(a->data, raw->data, raw->len);
         return 0;
     }
-    rc = wx_cas_put(cas, raw->data, raw->len, a->checksum, ref, err);
+    rc = wx_cas_put(cas, raw->data, raw->len, NULL, ref, err);
     if (rc)
         return wx_error_prefix(err, rc == WX_ENOMEM ? rc : WX_EIO,
                                "cannot store output '%s'", raw->name);
+    wx_cas_parse_ref(ref, a->checksum, NULL);
     a->ref = wx__strdup(ref);
     return a->ref ? 0 : wx_error_set(err, WX_ENOMEM, "out of memory");
 }
@@ -402,24 +408,22 @@ static int attempt(wx_env *env, const wx__resolved *b, const wx_task *task,
     json_t *result = NULL;
     wx_output *outputs = NULL;
     wx__worker *w = NULL;
-    wx__outputs raw;
+    const wx__outputs *raw = NULL;
     int rc;
 
-    wx__outputs_init(&raw, wx__pool_max_frame(env->pool));
     rc = wx__pool_execute_raw(env->pool, &b->runner.spec, task->entrypoint,
                               task->params, task->seed, &mw, &raw, &result,
                               &w, fault, err);
     if (!rc && ids.done && ids.rc)
         rc = wx_error_set(err, ids.rc, "%s", ids.err.message);
     if (!rc)
-        rc = wx__handle_artifacts(env->cas, env->inline_max, &raw, &outputs,
+        rc = wx__handle_artifacts(env->cas, env->inline_max, raw, &outputs,
                                   err);
     if (!rc)
         rc = wx__create_sim_return(task, ids.done ? &ids.ids : NULL, outputs,
-                                   raw.n, ret, err);
+                                   raw->n, ret, err);
     if (w)
         wx__pool_release(env->pool, w);
-    wx__outputs_release(&raw);
     json_decref(result);
     return rc;
 }
@@ -705,11 +709,9 @@ static int open_stores(wx_env *env, const wx_env_options *o, wx_error *err)
     env->bundles = o->bundles;
     if (!env->cas) {
         snprintf(path, sizeof(path), "%s/cas", home);
-        rc = wx_cas_open_fs(path,
-                            wx_config_int(env->cfg, WX_CONF_CAS_FSYNC)
-                                ? WX_CAS_SYNC_FULL
-                                : WX_CAS_SYNC_NONE,
-                            &env->cas, err);
+        rc = wx_cas_open_fs(
+            path, (wx_cas_sync)wx_config_int(env->cfg, WX_CONF_CAS_SYNC),
+            &env->cas, err);
         env->own_cas = rc == 0;
     }
     if (!rc && !env->cache && !o->no_cache) {
@@ -772,6 +774,11 @@ void wx_env_close(wx_env *env)
         wx_bundles_close(env->bundles);
     pthread_mutex_destroy(&env->mu);
     wx_free(env);
+}
+
+int wx_env_sync(wx_env *env, wx_error *err)
+{
+    return wx_cas_flush(env->cas, err);
 }
 
 int wx_env_health(wx_env *env, json_t **out, wx_error *err)

@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <ctype.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -16,6 +17,8 @@
 #include "frame.h"
 
 /* Read-ahead for header blocks: bigger than the largest legal block. */
+/* Attachments from this size on may be spliced (see frame.h). */
+#define SPLICE_MIN ((size_t)64 << 10)
 #define WX_FRAME_AHEAD (WX_FRAME_LINE_MAX * (WX_FRAME_LINES_MAX + 2))
 
 /* A header line, printable, for messages. */
@@ -295,11 +298,14 @@ static int read_header(wx__frame_reader *r, wx__frame_header *h,
             r->ahead_len -= r->ahead_pos;
             r->ahead_pos = 0;
         }
-        /* A new frame is usually not there yet (a reply still being
-         * computed): waiting first saves a read that would fail. */
+        /* A new frame with a deadline (a reply still being computed, on
+         * a non-blocking fd) is usually not there yet: waiting first
+         * saves a read that would fail.  Without a deadline (a runner
+         * waiting for requests) a blocking read waits by itself. */
         got = read_some(r->fd, r->ahead + r->ahead_len,
                         WX_FRAME_AHEAD - r->ahead_len, deadline,
-                        r->ahead_len == 0, err);
+                        r->ahead_len == 0 && deadline != WX_NO_DEADLINE,
+                        err);
         if (got < 0)
             return (int)got;
         if (got == 0) {
@@ -477,6 +483,53 @@ static int write_all(int fd, struct iovec *iov, size_t n, int64_t deadline,
     return rc;
 }
 
+/* Set by a writer whose attachments stay untouched after the write. */
+static atomic_bool splice_ok;
+
+void wx__frame_splice_attachments(void)
+{
+    atomic_store(&splice_ok, true);
+}
+
+static size_t total_len(const struct iovec *iov, size_t n)
+{
+    size_t sum = 0;
+
+    for (size_t i = 0; i < n; i++)
+        sum += iov[i].iov_len;
+    return sum;
+}
+
+/*
+ * vmsplice() the attachments into the pipe `fd`: the reader copies
+ * straight from our pages, one copy instead of two.  A non-pipe fd falls
+ * back to write_all().
+ */
+static int splice_all(int fd, struct iovec *iov, size_t n, int64_t deadline,
+                      wx_error *err)
+{
+    while (n > 0) {
+        ssize_t w = vmsplice(fd, iov, WX_MIN(n, (size_t)IOV_MAX), 0);
+
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN) {
+            int rc = wait_fd(fd, POLLOUT, deadline, err);
+
+            if (rc)
+                return rc;
+            continue;
+        }
+        if (w < 0 && errno == EPIPE)
+            return wx_error_set(err, WX_ECRASHED,
+                                "the other side closed the stream");
+        if (w < 0)
+            return write_all(fd, iov, n, deadline, err);
+        advance(&iov, &n, (size_t)w);
+    }
+    return 0;
+}
+
 int wx__frame_write(int fd, const char *body, size_t len,
                     const struct iovec *att, size_t n_att, int64_t deadline,
                     wx_error *err)
@@ -497,5 +550,10 @@ int wx__frame_write(int fd, const char *body, size_t len,
     iov[1] = (struct iovec){(void *)body, len};
     if (n_att)
         memcpy(iov + 2, att, n_att * sizeof(*att));
+    if (atomic_load_explicit(&splice_ok, memory_order_relaxed) &&
+        total_len(att, n_att) >= SPLICE_MIN) {
+        rc = write_all(fd, iov, 2, deadline, err);
+        return rc ? rc : splice_all(fd, iov + 2, n_att, deadline, err);
+    }
     return write_all(fd, iov, n_att + 2, deadline, err);
 }

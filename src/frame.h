@@ -94,6 +94,14 @@ int wx__frame_read(wx__frame_reader *r, wx__frame *f, int64_t deadline,
  */
 void wx__frame_sigpipe_ignored(void);
 
+/*
+ * Declare that attachments written by this process are never modified
+ * after wx__frame_write() returns until the reader has consumed them
+ * (true of a runner, which reuses a buffer only for the next request):
+ * big attachments are then vmsplice()d into a pipe instead of copied.
+ */
+void wx__frame_splice_attachments(void);
+
 int wx__frame_write(int fd, const char *body, size_t len,
                     const struct iovec *att, size_t n_att, int64_t deadline,
                     wx_error *err);

@@ -243,6 +243,38 @@ static bool parse_escape(parser *ps)
     return true;
 }
 
+/* Whether one of the 8 bytes of `v` is 0 (the classic SWAR test). */
+static inline uint64_t has_zero_byte(uint64_t v)
+{
+    return (v - 0x0101010101010101ull) & ~v & 0x8080808080808080ull;
+}
+
+/*
+ * The end of the run of plain characters (printable ASCII other than '"'
+ * and '\\') starting at p: eight bytes per step, then one by one.
+ */
+static const char *plain_run_end(const char *p, const char *end)
+{
+    const uint64_t quotes = 0x2222222222222222ull;    /* '"' */
+    const uint64_t slashes = 0x5c5c5c5c5c5c5c5cull;   /* '\\' */
+    const uint64_t controls = 0x2020202020202020ull;  /* < 0x20 */
+
+    while (end - p >= 8) {
+        uint64_t v;
+
+        memcpy(&v, p, 8);
+        if (has_zero_byte(v ^ quotes) | has_zero_byte(v ^ slashes) |
+            ((v - controls) & ~v & 0x8080808080808080ull) |
+            (v & 0x8080808080808080ull))
+            break;
+        p += 8;
+    }
+    while (p < end && (unsigned char)*p >= 0x20 && (unsigned char)*p < 0x80 &&
+           *p != '"' && *p != '\\')
+        p++;
+    return p;
+}
+
 /*
  * Decode the string starting after its opening quote into ps->scratch;
  * stops past the closing quote.
@@ -254,10 +286,7 @@ static bool parse_string_body(parser *ps)
         const char *run = ps->p;
 
         /* Copy a run of plain ASCII in one go. */
-        while (ps->p < ps->end && (unsigned char)*ps->p >= 0x20 &&
-               (unsigned char)*ps->p < 0x80 && *ps->p != '"' &&
-               *ps->p != '\\')
-            ps->p++;
+        ps->p = plain_run_end(ps->p, ps->end);
         if (ps->p > run &&
             wx_buf_append(&ps->scratch, run, (size_t)(ps->p - run), NULL))
             return oom(ps), false;
@@ -288,9 +317,17 @@ static bool parse_string_body(parser *ps)
 
 static json_t *parse_string(parser *ps)
 {
+    const char *start = ++ps->p; /* past the opening quote */
+    const char *run_end = plain_run_end(start, ps->end);
     json_t *s;
 
-    ps->p++; /* opening quote */
+    /* A string of plain characters (base64 artifacts, say) is taken
+     * straight from the input, without a copy through the scratch. */
+    if (run_end < ps->end && *run_end == '"') {
+        ps->p = run_end + 1;
+        s = json_stringn_nocheck(start, (size_t)(run_end - start));
+        return s ? s : oom(ps);
+    }
     if (!parse_string_body(ps))
         return NULL;
     s = json_stringn_nocheck(ps->scratch.data, ps->scratch.len);

@@ -22,6 +22,7 @@
 #include "fs.h"
 #include "log.h"
 #include "pool.h"
+#include "frame.h"
 #include "proc.h"
 #include "wire.h"
 
@@ -51,6 +52,7 @@ struct wx__worker {
     wx__proc proc;
     wx__rpc_conn conn;
     bool conn_ready;
+    wx__outputs raw; /* the last execute's outputs; buffers reused */
     char scratch[PATH_MAX];
     char log_path[PATH_MAX];
 };
@@ -326,6 +328,7 @@ static void free_worker(wx__worker *w)
 {
     if (w->conn_ready)
         wx__rpc_conn_release(&w->conn);
+    wx__outputs_release(&w->raw);
     wx__proc_close_fds(&w->proc);
     wx_free(w->key);
     wx_free(w);
@@ -592,6 +595,7 @@ static wx__worker *new_worker(wx_pool *p, const char *key)
         return NULL;
     }
     snprintf(w->id, sizeof(w->id), "w%06" PRIu64, ++p->seq);
+    wx__outputs_init(&w->raw, p->o.max_frame_bytes);
     w->state = W_STARTING;
     w->proc.in_fd = w->proc.out_fd = -1;
     w->started_ms = wx__now_ms();
@@ -914,6 +918,11 @@ void wx_pool_stats_get(wx_pool *p, wx_pool_stats *out)
 
 /* ---- whole calls ---- */
 
+void wx_pool_sigpipe_ignored(void)
+{
+    wx__frame_sigpipe_ignored();
+}
+
 void wx_blobs_free(wx_blob *blobs, size_t n)
 {
     for (size_t i = 0; blobs && i < n; i++) {
@@ -967,7 +976,7 @@ static int read_execute_result(wx_pool *p, wx__worker *w,
 int wx__pool_execute_raw(wx_pool *p, const wx_worker_spec *spec,
                          const char *entrypoint, const json_t *params,
                          int64_t seed, const wx__meanwhile *mw,
-                         wx__outputs *raw, json_t **result,
+                         const wx__outputs **raw, json_t **result,
                          wx__worker **leased, wx_fault *fault, wx_error *err)
 {
     json_t *call = wx__wire_execute_params(entrypoint, params, seed);
@@ -976,6 +985,7 @@ int wx__pool_execute_raw(wx_pool *p, const wx_worker_spec *spec,
 
     *leased = NULL;
     *result = NULL;
+    *raw = NULL;
     if (!call)
         return wx_error_set(err, WX_EINVAL, "execute params are not valid");
     rc = wx__pool_lease(p, spec, &w, fault, err);
@@ -983,7 +993,9 @@ int wx__pool_execute_raw(wx_pool *p, const wx_worker_spec *spec,
         rc = wx__pool_call_meanwhile(p, w, "execute", call, NULL, 0, mw,
                                      result, fault, err);
     if (!rc)
-        rc = read_execute_result(p, w, *result, raw, fault, err);
+        rc = read_execute_result(p, w, *result, &w->raw, fault, err);
+    if (!rc)
+        *raw = &w->raw;
     json_decref(call);
     *leased = w;
     return rc;
@@ -995,18 +1007,16 @@ int wx_pool_execute(wx_pool *p, const wx_worker_spec *spec,
                     wx_fault *fault, wx_error *err)
 {
     json_t *result = NULL;
-    wx__outputs raw;
+    const wx__outputs *raw;
     wx__worker *w = NULL;
     int rc;
 
-    wx__outputs_init(&raw, p->o.max_frame_bytes);
     rc = wx__pool_execute_raw(p, spec, entrypoint, params, seed, NULL, &raw,
                               &result, &w, fault, err);
     if (!rc)
-        rc = copy_outputs(&raw, outputs, n_outputs, err);
+        rc = copy_outputs(raw, outputs, n_outputs, err);
     if (w)
         wx__pool_release(p, w);
-    wx__outputs_release(&raw);
     json_decref(result);
     return rc;
 }

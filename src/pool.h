@@ -53,15 +53,15 @@ void wx__pool_fail(wx_pool *p, wx__worker *w, int rc, wx_fault *fault,
 
 /*
  * Lease, `execute` (running `mw`, may be NULL, while the worker works)
- * and read the outputs, keeping the lease: `raw` points
- * into the worker's last reply and `*result` (caller's reference), both
+ * and read the outputs, keeping the lease: `*raw` (the worker's, set on
+ * success) points into its last reply and `*result` (caller's reference), both
  * valid until the caller releases `*leased` (set whenever a worker was
  * leased, also on failure).  Errors as wx_pool_execute().
  */
 int wx__pool_execute_raw(wx_pool *p, const wx_worker_spec *spec,
                          const char *entrypoint, const json_t *params,
                          int64_t seed, const wx__meanwhile *mw,
-                         wx__outputs *raw, json_t **result,
+                         const wx__outputs **raw, json_t **result,
                          wx__worker **leased, wx_fault *fault, wx_error *err);
 
 /* Give the worker back (a failed or used-up worker is retired). */

@@ -63,6 +63,8 @@ struct wx__results {
     char write_error[256];
     pthread_t writer;
     char run_key[65];
+    int (*barrier)(void *ctx, wx_error *err);
+    void *barrier_ctx;
 };
 
 static int db_error(sqlite3 *db, wx_error *err, const char *what)
@@ -169,6 +171,39 @@ static int commit_batch(wx__results *r, row *batch)
     return rc;
 }
 
+void wx__results_set_barrier(wx__results *r,
+                             int (*fn)(void *ctx, wx_error *err), void *ctx)
+{
+    pthread_mutex_lock(&r->mu);
+    r->barrier = fn;
+    r->barrier_ctx = ctx;
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Run the barrier (writer thread); its failure is the batch's. */
+static int pass_barrier(wx__results *r)
+{
+    wx_error err = WX_ERROR_INIT;
+    int (*fn)(void *ctx, wx_error *err);
+    void *ctx;
+    int rc;
+
+    pthread_mutex_lock(&r->mu);
+    fn = r->barrier;
+    ctx = r->barrier_ctx;
+    pthread_mutex_unlock(&r->mu);
+    /* Outside the lock: syncing may take a while, producers go on. */
+    rc = fn ? fn(ctx, &err) : 0;
+    pthread_mutex_lock(&r->mu);
+    if (rc && !r->write_rc) {
+        r->write_rc = rc;
+        snprintf(r->write_error, sizeof(r->write_error), "%.200s",
+                 err.message);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rc ? SQLITE_IOERR : SQLITE_OK;
+}
+
 static void *writer_main(void *arg)
 {
     wx__results *r = arg;
@@ -197,7 +232,9 @@ static void *writer_main(void *arg)
         r->head = r->tail = NULL;
         r->queued = 0;
         pthread_mutex_unlock(&r->mu);
-        rc = commit_batch(r, batch);
+        rc = pass_barrier(r);
+        if (rc == SQLITE_OK)
+            rc = commit_batch(r, batch);
         while (batch) {
             row *next = batch->next;
 

@@ -62,6 +62,15 @@ typedef struct wx__run_info {
 int wx__results_open(const char *path, const wx__run_info *run,
                      wx__results **out, wx_error *err);
 
+/*
+ * Call `fn(ctx)` before each commit (NULL: none): the run makes the CAS
+ * objects its rows refer to durable there, so a committed row never
+ * points at an object a power loss could take.  A failing barrier fails
+ * the batch like a failing write.
+ */
+void wx__results_set_barrier(wx__results *r,
+                             int (*fn)(void *ctx, wx_error *err), void *ctx);
+
 /* Flush, mark the run "complete" or "interrupted", and close. */
 int wx__results_close(wx__results *r, bool complete, wx_error *err);
 

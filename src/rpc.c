@@ -198,9 +198,12 @@ static int format_reply(wx_buf *out, const json_t *id,
     } else if (!rc) {
         rc = wx_buf_puts(out, ",\"result\":", err);
         if (!rc)
-            rc = r->result ? wx_json_write(out, r->result,
-                                           WX_JSON_ENSURE_ASCII, err)
-                           : wx_buf_puts(out, "null", err);
+            rc = r->result_text
+                     ? wx_buf_append(out, r->result_text->data,
+                                     r->result_text->len, err)
+                 : r->result ? wx_json_write(out, r->result,
+                                             WX_JSON_ENSURE_ASCII, err)
+                             : wx_buf_puts(out, "null", err);
     }
     return rc ? rc : wx_buf_putc(out, '}', err);
 }

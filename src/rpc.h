@@ -91,6 +91,8 @@ const uint8_t *wx__rpc_attachment(const wx__rpc_conn *c, size_t i,
 /* What a request handler produces. */
 typedef struct wx__rpc_reply {
     json_t *result;      /* owned; the result on success */
+    const wx_buf *result_text; /* borrowed; instead of `result`: the
+                                  result already written as JSON */
     int error_code;      /* 0, or a JSON-RPC error code */
     char *error_message; /* owned; with error_code */
     json_t *error_data;  /* owned or NULL */

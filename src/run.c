@@ -704,6 +704,13 @@ static void wait_sets(runner *r)
     pthread_mutex_unlock(&r->mu);
 }
 
+/* The results barrier: the CAS objects of the rows about to be committed
+ * reach the disk first (docs/cas.md). */
+static int sync_objects(void *env, wx_error *err)
+{
+    return wx_env_sync(env, err);
+}
+
 static int open_engine(runner *r, const wx_config *cfg, wx_env **env,
                        wx_error *err)
 {
@@ -800,10 +807,19 @@ int wx_study_run(const wx_config *cfg, const wx_study *st,
         rc = open_results(&r, err);
     if (!rc)
         rc = open_engine(&r, cfg, &env, err);
-    if (!rc)
+    if (!rc) {
+        wx__results_set_barrier(r.db, sync_objects, env);
         rc = run_all(&r, sum, err);
+    }
     if (r.svc)
         wx_service_free(r.svc);
+    if (r.db && env) {
+        /* Every row in before the environment goes. */
+        int flush_rc = wx__results_flush(r.db, rc ? NULL : err);
+
+        rc = rc ? rc : flush_rc;
+        wx__results_set_barrier(r.db, NULL, NULL);
+    }
     wx_env_close(env);
     if (r.db) {
         int close_rc = wx__results_close(r.db, !rc && !sum->interrupted,

@@ -50,6 +50,17 @@ WX_API int wx_cache_get_sim(wx_cache *cache, const char *sim_root,
 WX_API int wx_cache_put_sim(wx_cache *cache, const wx_sim_return *r,
                             wx_error *err);
 
+/*
+ * Puts are committed in groups by a writer thread (up to 1024 entries or
+ * 200 ms, and before a read of a pending key, a delete, stats or close):
+ * a put returns before its entry is in the file, and a crash can lose
+ * the last 200 ms of entries, which only costs running those tasks
+ * again.  Lookups share a read snapshot for up to 200 ms, so an entry
+ * another process commits is seen within that time.  wx_cache_flush
+ * commits the pending puts now and starts a fresh snapshot.
+ */
+WX_API int wx_cache_flush(wx_cache *cache, wx_error *err);
+
 /* Forget the entry of `sim_root` (absent is fine). */
 WX_API int wx_cache_delete_sim(wx_cache *cache, const char *sim_root,
                                wx_error *err);

@@ -34,6 +34,8 @@ typedef struct wx_cas wx_cas;
 typedef enum wx_cas_sync {
     WX_CAS_SYNC_FULL,   /* fsync each object and its directory before put
                            returns: a put that returned survives a crash */
+    WX_CAS_SYNC_BATCH,  /* no fsync in put; wx_cas_flush() makes every
+                           object stored so far durable */
     WX_CAS_SYNC_NONE    /* leave it to the OS: a crash may lose recent
                            objects, never corrupt one that is read back */
 } wx_cas_sync;
@@ -47,6 +49,14 @@ WX_API int wx_cas_open_fs(const char *root, wx_cas_sync sync, wx_cas **out,
 
 /* A new, empty memory store.  Caller frees with wx_cas_close(). */
 WX_API int wx_cas_open_memory(wx_cas **out, wx_error *err);
+
+/*
+ * Make every object this handle stored (or found present) durable: under
+ * WX_CAS_SYNC_BATCH fsync each one since the last flush and the
+ * directories holding them; nothing to do otherwise.  Closing a BATCH
+ * store flushes too, ignoring errors.
+ */
+WX_API int wx_cas_flush(wx_cas *cas, wx_error *err);
 
 WX_API void wx_cas_close(wx_cas *cas);
 

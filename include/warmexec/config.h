@@ -40,7 +40,7 @@ typedef enum wx_conf_id {
     WX_CONF_PYTHON_RUNNER,
     WX_CONF_INLINE_MAX_BYTES,
     WX_CONF_MAX_RETRIES,
-    WX_CONF_CAS_FSYNC,
+    WX_CONF_CAS_SYNC,
     WX_CONF__COUNT
 } wx_conf_id;
 
@@ -50,7 +50,8 @@ typedef enum wx_conf_type {
     WX_CONF_BYTES,   /* integer byte count; suffixes K, M, G (powers of 2) */
     WX_CONF_SECONDS, /* non-negative decimal number of seconds */
     WX_CONF_LEVEL,   /* log level: error, warn, info, debug */
-    WX_CONF_BOOL     /* true/false, yes/no, on/off, 1/0 */
+    WX_CONF_BOOL,    /* true/false, yes/no, on/off, 1/0 */
+    WX_CONF_CHOICE   /* one of the entry's `choices`; the value is its index */
 } wx_conf_type;
 
 typedef enum wx_conf_source {
@@ -67,6 +68,7 @@ typedef struct wx_conf_entry {
     const char *env;      /* "WARMEXEC_TASK_TIMEOUT" */
     int64_t min, max;     /* bounds for INT and BYTES */
     const char *doc;      /* one line */
+    const char *const *choices; /* CHOICE: the names, NULL-terminated */
 } wx_conf_entry;
 
 typedef struct wx_config wx_config;

@@ -74,6 +74,13 @@ WX_API int wx_env_run_aggregation(wx_env *env, const wx_agg_task *task,
  * {"type":"isolated_warm","home":...,"workers":{pool counters},
  *  "tasks":n,"cache_hits":n,"failures":n,"cache":bool}
  */
+/*
+ * Make every CAS object of every result returned so far durable (see
+ * cas_sync in docs/cas.md): call it before recording results somewhere
+ * that must survive a power loss.  WX_EIO when the disk refuses.
+ */
+WX_API int wx_env_sync(wx_env *env, wx_error *err);
+
 WX_API int wx_env_health(wx_env *env, json_t **out, wx_error *err);
 
 #ifdef __cplusplus

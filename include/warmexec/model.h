@@ -90,6 +90,7 @@ struct wx_model_api {
     int (*set_diagnostics)(wx_target_ctx *ctx, const char *json_object);
     int (*target_fail)(wx_target_ctx *ctx, const char *message);
     const char *(*bundle_path)(wx_model_registry *reg);
+    void *(*output_buffer)(wx_sim_ctx *ctx, const char *name, size_t len);
 };
 
 /* Registration (in wx_model_init).  0, or -1 for a bad or duplicate name. */
@@ -165,6 +166,18 @@ static inline int wx_output(wx_sim_ctx *c, const char *name,
                             const void *data, size_t len)
 {
     return c->api->output(c, name, data, len);
+}
+
+/*
+ * Add an output of `len` bytes and return a buffer to write it into,
+ * valid until the simulation returns: a big output then costs no copy.
+ * NULL (with a message, as wx_output) for a duplicate or empty name or
+ * when memory runs out.
+ */
+static inline void *wx_output_buffer(wx_sim_ctx *c, const char *name,
+                                     size_t len)
+{
+    return c->api->output_buffer(c, name, len);
 }
 
 /* Report a model error; returns -1 so `return wx_sim_fail(...)` works. */

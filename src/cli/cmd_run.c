@@ -232,6 +232,9 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
                          a.no_cache, show_progress, &tty,
                          tty ? 0.2 : 5.0, &stop_flag};
     signal(SIGINT, on_sigint);
+    /* A worker that went away is a crash to report, not a reason to die. */
+    signal(SIGPIPE, SIG_IGN);
+    wx_pool_sigpipe_ignored();
     rc = wx_study_run(ctx->cfg, &st, &o, &sum, &err);
     signal(SIGINT, SIG_DFL);
     if (!rc || rc == WX_EMODEL || rc == WX_ECANCELED) {

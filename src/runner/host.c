@@ -11,7 +11,13 @@
 
 #include "alloc.h"
 #include "b64.h"
+#include "canon.h"
 #include "host.h"
+
+/* An output buffer kept between calls is at most this large. */
+#define SLOT_KEEP_MAX ((size_t)256 << 20)
+/* The largest compat result (base64 of every output). */
+#define RESULT_TEXT_MAX ((size_t)1 << 31)
 
 typedef struct entry {
     char *entrypoint;
@@ -46,8 +52,14 @@ struct host {
     json_t *params;
     uint64_t seed;
     const char *entrypoint;
-    blob *outputs;
+    blob *outputs; /* data in the slots below */
     size_t n_outputs;
+    /* Output i is copied into slot i, kept from call to call: writing
+     * into fresh memory costs far more than copying into warm memory. */
+    uint8_t *slot_data[WX_FRAME_ATT_MAX];
+    size_t slot_cap[WX_FRAME_ATT_MAX];
+    size_t n_slots; /* slots ever used */
+    wx_buf result_text; /* compat results, written directly as JSON */
     char message[1024];
     replicate *reps;
     size_t n_reps;
@@ -217,35 +229,89 @@ static const char *entrypoint_of(wx_sim_ctx *c)
     return host_of_sim(c)->entrypoint;
 }
 
-static int add_output(wx_sim_ctx *c, const char *name, const void *data,
-                      size_t len)
+/* Slot `i` with room for `len` bytes (its old bytes are not kept). */
+static int slot_reserve(host *h, size_t i, size_t len)
 {
-    host *h = host_of_sim(c);
+    uint8_t *grown;
+
+    if (i >= h->n_slots)
+        h->n_slots = i + 1;
+    if (len <= h->slot_cap[i])
+        return 0;
+    grown = wx__malloc(len);
+    if (!grown)
+        return -1;
+    wx_free(h->slot_data[i]);
+    h->slot_data[i] = grown;
+    h->slot_cap[i] = len;
+    return 0;
+}
+
+/* After a call: a slot over SLOT_KEEP_MAX bytes is given back. */
+static void slots_trim(host *h)
+{
+    for (size_t i = 0; i < h->n_slots; i++) {
+        if (h->slot_cap[i] > SLOT_KEEP_MAX) {
+            wx_free(h->slot_data[i]);
+            h->slot_data[i] = NULL;
+            h->slot_cap[i] = 0;
+        }
+    }
+}
+
+/* A new output `name` of `len` bytes; NULL (with a message) on error. */
+static uint8_t *new_output(host *h, const char *name, size_t len)
+{
     blob *grown;
     blob b = {NULL, NULL, len};
 
-    if (!name || !name[0])
-        return fail_message(h, "an output needs a name");
-    for (size_t i = 0; i < h->n_outputs; i++)
-        if (strcmp(h->outputs[i].name, name) == 0)
-            return fail_message(h, "output '%s' added twice", name);
-    if (h->n_outputs >= WX_FRAME_ATT_MAX)
-        return fail_message(h, "more than %d outputs", WX_FRAME_ATT_MAX);
+    if (!name || !name[0]) {
+        fail_message(h, "an output needs a name");
+        return NULL;
+    }
+    for (size_t i = 0; i < h->n_outputs; i++) {
+        if (strcmp(h->outputs[i].name, name) == 0) {
+            fail_message(h, "output '%s' added twice", name);
+            return NULL;
+        }
+    }
+    if (h->n_outputs >= WX_FRAME_ATT_MAX) {
+        fail_message(h, "more than %d outputs", WX_FRAME_ATT_MAX);
+        return NULL;
+    }
     grown = wx__realloc(h->outputs, (h->n_outputs + 1) * sizeof(*grown));
-    if (!grown)
-        return fail_message(h, "out of memory");
+    if (!grown) {
+        fail_message(h, "out of memory");
+        return NULL;
+    }
     h->outputs = grown;
     b.name = wx__strdup(name);
-    b.data = len ? wx__malloc(len) : NULL;
-    if (!b.name || (len && !b.data)) {
+    if (!b.name || slot_reserve(h, h->n_outputs, len) != 0) {
         wx_free(b.name);
-        wx_free(b.data);
-        return fail_message(h, "out of memory for output '%s'", name);
+        fail_message(h, "out of memory for output '%s'", name);
+        return NULL;
     }
-    if (len)
-        memcpy(b.data, data, len);
+    /* A valid pointer even for 0 bytes: NULL means failure. */
+    b.data = len ? h->slot_data[h->n_outputs] : (uint8_t *)"";
     h->outputs[h->n_outputs++] = b;
+    return b.data;
+}
+
+static int add_output(wx_sim_ctx *c, const char *name, const void *data,
+                      size_t len)
+{
+    uint8_t *dst = new_output(host_of_sim(c), name, len);
+
+    if (!dst)
+        return -1;
+    if (len)
+        memcpy(dst, data, len);
     return 0;
+}
+
+static void *output_buffer(wx_sim_ctx *c, const char *name, size_t len)
+{
+    return new_output(host_of_sim(c), name, len);
 }
 
 static int sim_fail(wx_sim_ctx *c, const char *message)
@@ -338,7 +404,7 @@ static const wx_model_api api = {
     seed_of,              entrypoint_of,   add_output,      sim_fail,
     n_replicates,         replicate_output, replicate_failed, target_data,
     set_loss,             set_replicate_loss, set_diagnostics, target_fail,
-    bundle_path_of,
+    bundle_path_of,       output_buffer,
 };
 
 host *host_new(const char *digest, const char *bundle_path)
@@ -352,6 +418,7 @@ host *host_new(const char *digest, const char *bundle_path)
     h->reg = (wx_model_registry){&api, h};
     h->sim = (wx_sim_ctx){&api, h};
     h->target = (wx_target_ctx){&api, h};
+    wx_buf_init(&h->result_text, RESULT_TEXT_MAX);
     return h;
 }
 
@@ -368,6 +435,9 @@ void host_free(host *h)
         return;
     free_entries(h->sims, h->n_sims);
     free_entries(h->targets, h->n_targets);
+    for (size_t i = 0; i < h->n_slots; i++)
+        wx_free(h->slot_data[i]);
+    wx_buf_release(&h->result_text);
     wx_free(h);
 }
 
@@ -445,32 +515,65 @@ static bool read_seed(const json_t *v, uint64_t *seed)
     return false;
 }
 
-/* An artifact as {"$att": i} (warmexec/1) or base64. */
-static json_t *artifact_json(host *h, size_t i)
+/* Output i as the reference {"$att": i} to its attachment. */
+static json_t *attachment_json(host *h, size_t i)
 {
     const blob *b = &h->outputs[i];
-    json_t *v;
-    char *text;
 
-    if (h->attachments) {
-        h->att[i] = (struct iovec){b->data, b->len};
-        return json_pack("{s:I}", "$att", (json_int_t)i);
+    h->att[i] = (struct iovec){b->data, b->len};
+    return json_pack("{s:I}", "$att", (json_int_t)i);
+}
+
+/*
+ * The compat result {"<name>":"<base64>",...} written straight into
+ * h->result_text: no JSON value and no fresh copy of the artifacts.
+ */
+static int compat_result_text(host *h)
+{
+    wx_buf *t = &h->result_text;
+    wx_error err = WX_ERROR_INIT;
+    int rc;
+
+    wx_buf_reset(t);
+    rc = wx_buf_putc(t, '{', &err);
+    for (size_t i = 0; !rc && i < h->n_outputs; i++) {
+        const blob *b = &h->outputs[i];
+        size_t n = wx__b64_encoded_len(b->len);
+
+        if (i)
+            rc = wx_buf_putc(t, ',', &err);
+        if (!rc)
+            rc = wx__canon_string(t, b->name, strlen(b->name),
+                                  WX_JSON_ENSURE_ASCII, &err);
+        if (!rc)
+            rc = wx_buf_puts(t, ":\"", &err);
+        if (!rc)
+            rc = wx_buf_reserve(t, n + 1, &err);
+        if (!rc) {
+            wx__b64_encode(b->data, b->len, t->data + t->len);
+            t->len += n;
+            rc = wx_buf_putc(t, '"', &err);
+        }
     }
-    text = wx__malloc(wx__b64_encoded_len(b->len) + 1);
-    if (!text)
-        return NULL;
-    wx__b64_encode(b->data, b->len, text);
-    v = json_string(text);
-    wx_free(text);
-    return v;
+    return rc ? rc : wx_buf_putc(t, '}', &err);
 }
 
 static int execute_reply(host *h, wx__rpc_reply *reply)
 {
-    json_t *result = json_object();
+    json_t *result;
+
+    if (!h->attachments) {
+        if (compat_result_text(h) != 0)
+            set_error(reply, WX_RPC_INTERNAL_ERROR,
+                      "out of memory for the result");
+        else
+            reply->result_text = &h->result_text;
+        return 0;
+    }
+    result = json_object();
 
     for (size_t i = 0; result && i < h->n_outputs; i++) {
-        json_t *v = artifact_json(h, i);
+        json_t *v = attachment_json(h, i);
 
         if (!v || json_object_set_new(result, h->outputs[i].name, v)) {
             json_decref(result);
@@ -482,10 +585,8 @@ static int execute_reply(host *h, wx__rpc_reply *reply)
         return 0;
     }
     reply->result = result;
-    if (h->attachments) {
-        reply->att = h->att;
-        reply->n_att = h->n_outputs;
-    }
+    reply->att = h->att;
+    reply->n_att = h->n_outputs;
     return 0;
 }
 
@@ -717,10 +818,9 @@ int host_handle(void *ctx, const char *method, json_t *params,
 
 static void free_call(host *h)
 {
-    for (size_t i = 0; i < h->n_outputs; i++) {
+    for (size_t i = 0; i < h->n_outputs; i++)
         wx_free(h->outputs[i].name);
-        wx_free(h->outputs[i].data);
-    }
+    slots_trim(h);
     wx_free(h->outputs);
     h->outputs = NULL;
     h->n_outputs = 0;

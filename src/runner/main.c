@@ -142,6 +142,8 @@ int main(int argc, char **argv)
     /* A manager that went away is an EPIPE, handled like end of file. */
     signal(SIGPIPE, SIG_IGN);
     wx__frame_sigpipe_ignored();
+    /* Outputs live in slots reused only by the next call. */
+    wx__frame_splice_attachments();
     out_fd = protect_stdout();
     h = host_new(a.digest, a.bundle_path);
     if (out_fd < 0 || !h) {

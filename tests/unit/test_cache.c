@@ -8,6 +8,8 @@
 
 #include <warmexec/cache.h>
 
+#include "clock.h"
+
 /* SHA-256 of "hello" ("aGVsbG8=" in base64). */
 #define HELLO_SHA                                                             \
     "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
@@ -386,6 +388,92 @@ static void sql(const char *path, const char *statement)
     sqlite3_close(db);
 }
 
+/* Rows of `table` as another connection (another process) sees them. */
+static int64_t rows_seen_outside(const char *path, const char *table)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    char query[64];
+    int64_t n;
+
+    snprintf(query, sizeof(query), "SELECT count(*) FROM %s", table);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, query, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+/*
+ * Puts are committed in groups: invisible outside until the group is
+ * full, flushed or closed; a read, replace or delete of a pending entry
+ * in this handle sees it.
+ */
+static void test_puts_are_committed_in_groups(void **state)
+{
+    fixture *f = *state;
+    wx_error err = WX_ERROR_INIT;
+    char root[WX_ID_LEN + 1];
+    wx_sim_return r, newer;
+    int64_t start = wx__now_ms();
+
+    for (unsigned i = 0; i < 10; i++) {
+        make_root(30, i, root);
+        make_sim(&r, root, "t");
+        assert_ok(wx_cache_put_sim(f->cache, &r, &err), &err);
+        wx_sim_return_release(&r);
+    }
+    /* A group also commits once 200 ms old: only a stalled machine
+     * takes that long for 10 puts. */
+    if (wx__now_ms() - start < 150)
+        assert_int_equal(rows_seen_outside(f->path, "sims"), 0);
+    /* A read of a pending key commits the group first. */
+    make_root(30, 3, root);
+    make_sim(&r, root, "t");
+    assert_sim_cached(f->cache, &r);
+    assert_int_equal(rows_seen_outside(f->path, "sims"), 10);
+    /* Replacing a pending entry keeps the newer one. */
+    make_sim(&newer, root, "newer");
+    assert_ok(wx_cache_put_sim(f->cache, &r, &err), &err);
+    assert_ok(wx_cache_put_sim(f->cache, &newer, &err), &err);
+    assert_sim_cached(f->cache, &newer);
+    /* Deleting a pending entry deletes it. */
+    assert_ok(wx_cache_put_sim(f->cache, &r, &err), &err);
+    assert_ok(wx_cache_delete_sim(f->cache, root, &err), &err);
+    assert_sim_missing(f->cache, root);
+    wx_sim_return_release(&r);
+    wx_sim_return_release(&newer);
+    /* Without a flush the writer commits within its 200 ms... */
+    for (unsigned i = 0; i < 300; i++) {
+        make_root(31, i, root);
+        make_sim(&r, root, "t");
+        assert_ok(wx_cache_put_sim(f->cache, &r, &err), &err);
+        wx_sim_return_release(&r);
+    }
+    start = wx__now_ms();
+    while (rows_seen_outside(f->path, "sims") < 9 + 300 &&
+           wx__now_ms() - start < 10000)
+        usleep(20000);
+    assert_int_equal(rows_seen_outside(f->path, "sims"), 9 + 300);
+    /* ...and a flush at once. */
+    make_root(31, 300, root);
+    make_sim(&r, root, "t");
+    assert_ok(wx_cache_put_sim(f->cache, &r, &err), &err);
+    wx_sim_return_release(&r);
+    assert_ok(wx_cache_flush(f->cache, &err), &err);
+    assert_int_equal(rows_seen_outside(f->path, "sims"), 9 + 301);
+    /* And close commits what is pending. */
+    make_root(32, 0, root);
+    make_sim(&r, root, "t");
+    assert_ok(wx_cache_put_sim(f->cache, &r, &err), &err);
+    wx_sim_return_release(&r);
+    wx_cache_close(f->cache);
+    f->cache = NULL;
+    assert_int_equal(rows_seen_outside(f->path, "sims"), 9 + 302);
+}
+
 static void test_open_sets_wal_and_schema_version(void **state)
 {
     fixture *f = *state;
@@ -472,6 +560,7 @@ static void test_damaged_entries_are_reported(void **state)
     /* An entry stored under another key is damage too. */
     make_sim(&r, other, "t");
     assert_ok(wx_cache_put_sim(f->cache, &r, &err), &err);
+    assert_ok(wx_cache_flush(f->cache, &err), &err);
     snprintf(statement, sizeof(statement),
              "DELETE FROM sims WHERE sim_root = '%s';"
              "UPDATE sims SET sim_root = '%s' WHERE sim_root = '%s'",
@@ -613,6 +702,7 @@ int main(void)
         CACHE_TEST(test_put_agg_checks_id_against_digest),
         CACHE_TEST(test_stats_and_clear),
         CACHE_TEST(test_reopen_keeps_data),
+        CACHE_TEST(test_puts_are_committed_in_groups),
         CACHE_TEST(test_open_sets_wal_and_schema_version),
         CACHE_TEST(test_newer_schema_is_refused),
         CACHE_TEST(test_not_a_database_is_refused),

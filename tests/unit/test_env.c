@@ -84,7 +84,7 @@ static int setup(void **state)
     fx_set(f, WX_CONF_START_TIMEOUT, "10");
     fx_set(f, WX_CONF_TASK_TIMEOUT, "10");
     fx_set(f, WX_CONF_SHUTDOWN_GRACE, "2");
-    fx_set(f, WX_CONF_CAS_FSYNC, "false");
+    fx_set(f, WX_CONF_CAS_SYNC, "none");
     assert_ok(wx_bundles_open(f->home, &f->bundles, &err), &err);
     *state = f;
     return 0;

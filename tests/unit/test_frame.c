@@ -606,6 +606,26 @@ static void test_write_to_closed_reader_is_crashed_not_sigpipe(void **state)
     free(big);
 }
 
+/*
+ * Once the process ignores SIGPIPE for good (wx__frame_sigpipe_ignored),
+ * writes skip the masking and a closed reader is still WX_ECRASHED.
+ * Process-wide and irreversible, so this test runs last.
+ */
+static void test_closed_reader_when_sigpipe_ignored(void **state)
+{
+    int fds[2];
+    wx_error err = WX_ERROR_INIT;
+
+    signal(SIGPIPE, SIG_IGN);
+    wx__frame_sigpipe_ignored();
+    make_pipe(fds, true, true);
+    close(fds[0]);
+    assert_fails(wx__frame_write(fds[1], "{}", 2, NULL, 0,
+                                 wx__deadline_after(5), &err),
+                 WX_ECRASHED, &err, "closed");
+    close(fds[1]);
+}
+
 static void test_blocked_writer_times_out(void **state)
 {
     int fds[2];
@@ -741,6 +761,7 @@ int main(void)
         cmocka_unit_test(test_read_deadline_passes),
         cmocka_unit_test(test_write_to_closed_reader_is_crashed_not_sigpipe),
         cmocka_unit_test(test_blocked_writer_times_out),
+        cmocka_unit_test(test_closed_reader_when_sigpipe_ignored),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

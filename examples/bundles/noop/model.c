@@ -10,9 +10,9 @@
  *                                      over the replicates
  *
  * The output's first 8 bytes are the seed (little-endian) and the rest a
- * fixed pattern, so every task stores distinct content: a content-
- * addressed store cannot skip the write of a repeated artifact.  The
- * buffer is allocated once and reused, as a real model would.
+ * fixed byte, so every task stores distinct content: a content-addressed
+ * store cannot skip the write of a repeated artifact.  The model writes
+ * it straight into the runner's buffer (wx_output_buffer).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
@@ -23,51 +23,40 @@
 #include <warmexec/model.h>
 
 #define MAX_BYTES (INT64_C(1) << 30)
+#define FILL 0x5a
 
-static unsigned char *buffer;
-static size_t buffer_size; /* bytes of `buffer` that hold the pattern */
-
-static int ensure_buffer(size_t n)
+static void sleep_ms(int64_t ms)
 {
-    unsigned char *p;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 
-    if (n <= buffer_size)
-        return 0;
-    p = realloc(buffer, n);
-    if (p == NULL)
-        return -1;
-    for (size_t i = buffer_size; i < n; i++)
-        p[i] = (unsigned char)(i * 131u + 7u);
-    buffer = p;
-    buffer_size = n;
-    return 0;
+    nanosleep(&ts, NULL);
 }
 
 static int noop_baseline(wx_sim_ctx *ctx, void *user)
 {
-    int64_t bytes = 1, sleep_ms = 0;
+    int64_t bytes = 1, pause = 0;
     uint64_t seed = wx_seed(ctx);
+    unsigned char *out;
 
     (void)user;
     if (wx_has_param(ctx, "bytes") && wx_param_int(ctx, "bytes", &bytes))
         return -1;
     if (wx_has_param(ctx, "sleep_ms") &&
-        wx_param_int(ctx, "sleep_ms", &sleep_ms))
+        wx_param_int(ctx, "sleep_ms", &pause))
         return -1;
-    if (sleep_ms > 0 && sleep_ms <= 3600000) {
-        struct timespec ts = {sleep_ms / 1000, (sleep_ms % 1000) * 1000000L};
-
-        nanosleep(&ts, NULL);
-    }
     if (bytes < 0 || bytes > MAX_BYTES)
         return wx_sim_fail(ctx, "parameter 'bytes' must be in [0, 2^30], "
                                 "got %lld", (long long)bytes);
-    if (ensure_buffer((size_t)bytes) != 0)
-        return wx_sim_fail(ctx, "out of memory for %lld bytes",
-                           (long long)bytes);
+    if (pause > 0 && pause <= 3600000)
+        sleep_ms(pause);
+    /* Written in place: the runner sends this very buffer. */
+    out = wx_output_buffer(ctx, "out", (size_t)bytes);
+    if (!out)
+        return -1;
+    memset(out, FILL, (size_t)bytes);
     for (size_t i = 0; i < 8 && i < (size_t)bytes; i++)
-        buffer[i] = (unsigned char)(seed >> (8 * i));
-    return wx_output(ctx, "out", buffer, (size_t)bytes);
+        out[i] = (unsigned char)(seed >> (8 * i));
+    return 0;
 }
 
 static int noop_size(wx_target_ctx *ctx, void *user)

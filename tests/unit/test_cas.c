@@ -15,6 +15,7 @@
 #include <warmexec/cas.h>
 
 #include "alloc.h"
+#include "hash.h"
 
 /* SHA-256 of "hello" and of nothing. */
 #define HELLO_HEX                                                             \
@@ -680,6 +681,100 @@ static void test_fs_sync_none(void **state)
     assert_object(f->cas, ref, "hello", 5);
 }
 
+/* Regular files directly in `dir` (temporary files of the store). */
+static int count_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL)
+        n += e->d_type == DT_REG;
+    closedir(d);
+    return n;
+}
+
+/* The SHA-256 of `data` as a ref, computed apart from the store. */
+static void expected_ref(const void *data, size_t len,
+                         char ref[WX_CAS_REF_LEN + 1])
+{
+    char hex[65];
+    wx_error err = WX_ERROR_INIT;
+
+    assert_ok(wx__sha256_hex(data, len, hex, &err), &err);
+    snprintf(ref, WX_CAS_REF_LEN + 1, "cas://%s", hex);
+}
+
+/*
+ * BATCH: puts work as under FULL (objects readable at once, by any
+ * handle), flush succeeds with and without pending objects, and more
+ * than the pending limit (8192) flushes by itself on the way.
+ */
+static void test_fs_sync_batch_and_flush(void **state)
+{
+    fixture *f = *state;
+    wx_error err = WX_ERROR_INIT;
+    char ref[WX_CAS_REF_LEN + 1], text[32];
+    wx_cas *cas = NULL;
+
+    assert_ok(wx_cas_open_fs(tu_path(f->dir, "cas"), WX_CAS_SYNC_BATCH, &cas,
+                             &err),
+              &err);
+    assert_ok(wx_cas_flush(cas, &err), &err); /* nothing pending */
+    put_ok(cas, "hello", 5, ref);
+    assert_object(f->cas, ref, "hello", 5);
+    put_ok(cas, "hello", 5, ref); /* present: noted again, fine */
+    assert_ok(wx_cas_flush(cas, &err), &err);
+    for (int i = 0; i < 9000; i++) {
+        int n = snprintf(text, sizeof(text), "object %d", i);
+
+        put_ok(cas, text, (size_t)n, ref);
+    }
+    assert_object(cas, ref, "object 8999", 11);
+    assert_ok(wx_cas_flush(cas, &err), &err);
+    assert_int_equal(count_objects(f->cas), 9001);
+    /* The memory store has nothing to flush. */
+    wx_cas_close(cas);
+    assert_ok(wx_cas_open_memory(&cas, &err), &err);
+    assert_ok(wx_cas_flush(cas, &err), &err);
+    wx_cas_close(cas);
+}
+
+/*
+ * Objects from 1 MiB on are hashed while another thread writes them: the
+ * ref is still the SHA-256 of the bytes, a second put of the same bytes
+ * is the same object, and a shard directory removed behind the store's
+ * back is made again.
+ */
+static void test_fs_big_objects(void **state)
+{
+    fixture *f = *state;
+    size_t len = (3u << 20) + 5;
+    uint8_t *big = malloc(len);
+    char ref[WX_CAS_REF_LEN + 1], want[WX_CAS_REF_LEN + 1];
+    char dir[4096];
+
+    for (size_t i = 0; i < len; i++)
+        big[i] = (uint8_t)(i * 7 + i / 4096);
+    expected_ref(big, len, want);
+    put_ok(f->cas, big, len, ref);
+    assert_string_equal(ref, want);
+    assert_object(f->cas, ref, big, len);
+    put_ok(f->cas, big, len, ref);
+    assert_string_equal(ref, want);
+    assert_int_equal(count_objects(f->cas), 1);
+    /* Remove the object and its shard directory; put again. */
+    assert_int_equal(unlink(object_path(f, want + 6)), 0);
+    snprintf(dir, sizeof(dir), "%s/cas/sha256/%.2s", f->dir, want + 6);
+    assert_int_equal(rmdir(dir), 0);
+    put_ok(f->cas, big, len, ref);
+    assert_object(f->cas, ref, big, len);
+    /* No temporary file is left behind. */
+    assert_int_equal(count_files(tu_path(f->dir, "cas/sha256")), 0);
+    free(big);
+}
+
 static void test_fs_open_errors(void **state)
 {
     fixture *f = *state;
@@ -723,6 +818,8 @@ int main(void)
         FS(test_fs_damage_is_detected_and_repaired),
         FS(test_fs_foreach_skips_strays),
         FS(test_fs_sync_none),
+        FS(test_fs_sync_batch_and_flush),
+        FS(test_fs_big_objects),
         FS(test_fs_open_errors),
     };
 

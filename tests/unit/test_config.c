@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 
+#include <warmexec/cas.h>
 #include <warmexec/config.h>
 #include <warmexec/log.h>
 
@@ -204,6 +205,35 @@ static void test_load_env_rejects_bad_log_level(void **state)
     wx_config_free(cfg);
 }
 
+/* A choice setting: its names in any case, its index as the value. */
+static void test_choice_setting(void **state)
+{
+    wx_error err = WX_ERROR_INIT;
+    wx_config *cfg = new_config();
+    wx_buf text = WX_BUF_INIT(64);
+    const wx_conf_entry *e = wx_conf_entry_get(WX_CONF_CAS_SYNC);
+
+    assert_int_equal(e->type, WX_CONF_CHOICE);
+    assert_int_equal(wx_config_int(cfg, WX_CONF_CAS_SYNC), WX_CAS_SYNC_BATCH);
+    assert_ok(wx_config_set(cfg, WX_CONF_CAS_SYNC, "FULL", WX_CONF_FROM_FLAG,
+                            &err),
+              &err);
+    assert_int_equal(wx_config_int(cfg, WX_CONF_CAS_SYNC), WX_CAS_SYNC_FULL);
+    assert_ok(wx_config_set(cfg, WX_CONF_CAS_SYNC, "none", WX_CONF_FROM_FLAG,
+                            &err),
+              &err);
+    assert_int_equal(wx_config_int(cfg, WX_CONF_CAS_SYNC), WX_CAS_SYNC_NONE);
+    assert_ok(wx_config_format(cfg, WX_CONF_CAS_SYNC, &text, &err), &err);
+    assert_string_equal(text.data, "none");
+    assert_fails(wx_config_set(cfg, WX_CONF_CAS_SYNC, "sometimes",
+                               WX_CONF_FROM_FLAG, &err),
+                 WX_EINVAL, &err,
+                 "cas_sync: 'sometimes' is not one of full, batch, none");
+    assert_int_equal(wx_config_int(cfg, WX_CONF_CAS_SYNC), WX_CAS_SYNC_NONE);
+    wx_buf_release(&text);
+    wx_config_free(cfg);
+}
+
 static void test_byte_suffixes(void **state)
 {
     wx_config *cfg = new_config();
@@ -380,6 +410,7 @@ int main(void)
         CONFIG_TEST(test_load_env_sets_home),
         CONFIG_TEST(test_load_env_rejects_bad_byte_count),
         CONFIG_TEST(test_load_env_rejects_bad_log_level),
+        CONFIG_TEST(test_choice_setting),
         CONFIG_TEST(test_byte_suffixes),
         CONFIG_TEST(test_byte_count_upper_bound_is_accepted),
         CONFIG_TEST(test_bad_byte_counts_are_rejected),

@@ -614,6 +614,77 @@ static void test_python_targets_read_the_original_form(void **state)
     assert_string_equal(line, "same losses\n");
 }
 
+/* ---- the benchmark bundle ---- */
+
+/* The output of noop for `seed`: the seed little-endian, then 0x5a. */
+static void check_noop_output(const wx_blob *b, size_t len, uint64_t seed)
+{
+    assert_string_equal(b->name, "out");
+    assert_int_equal(b->len, len);
+    for (size_t i = 0; i < len; i++) {
+        uint8_t want = i < 8 ? (uint8_t)(seed >> (8 * i)) : 0x5a;
+
+        if (b->data[i] != want)
+            fail_msg("byte %zu of %zu is %u, expected %u", i, len,
+                     b->data[i], want);
+    }
+}
+
+/*
+ * examples/bundles/noop writes its output in place (wx_output_buffer),
+ * in both protocol modes: warmexec/1 splices big attachments, compat
+ * writes the base64 straight into the reply.  Sizes go up and down so
+ * the runner's reused buffers are exercised.
+ */
+static void test_noop_bundle(void **state)
+{
+    static const size_t sizes[] = {(5u << 20) + 3, 1, 100000, 0, 7, 8,
+                                   (1u << 20) + 1};
+    static const wx_worker_spec spec = {
+        "sha256:" "e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3"
+        "e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3",
+        WX_NOOP_BUNDLE, "native", native_argv, NULL};
+    const fixture *fx = *state;
+
+    for (int attachments = 0; attachments < 2; attachments++) {
+        wx_pool_options o = WX_POOL_OPTIONS_INIT;
+        wx_error err = WX_ERROR_INIT;
+        wx_pool *pool = NULL;
+        wx_pool_stats st;
+        json_t *bad = tu_json("{\"bytes\": -1}");
+
+        o.home = fx->home;
+        o.attachments = attachments;
+        o.shutdown_grace = 2;
+        assert_ok(wx_pool_new(&o, &pool, &err), &err);
+        for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+            char text[64];
+            json_t *params;
+            wx_blob *blobs = NULL;
+            size_t n = 0;
+            uint64_t seed = UINT64_C(0x0102030405060708) + k;
+
+            snprintf(text, sizeof(text), "{\"bytes\": %zu}", sizes[k]);
+            params = tu_json(text);
+            assert_ok(wx_pool_execute(pool, &spec, "noop.model/baseline",
+                                      params, (int64_t)seed, &blobs, &n,
+                                      NULL, &err),
+                      &err);
+            assert_int_equal(n, 1);
+            check_noop_output(&blobs[0], sizes[k], seed);
+            wx_blobs_free(blobs, n);
+            json_decref(params);
+        }
+        assert_fails(wx_pool_execute(pool, &spec, "noop.model/baseline", bad,
+                                     1, NULL, NULL, NULL, &err),
+                     WX_EMODEL, &err, "parameter 'bytes' must be in");
+        wx_pool_stats_get(pool, &st);
+        assert_int_equal(st.spawned, 1); /* one warm worker throughout */
+        json_decref(bad);
+        wx_pool_free(pool);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -626,6 +697,7 @@ int main(void)
         cmocka_unit_test(test_loss_lowest_at_true_params),
         cmocka_unit_test(test_target_errors),
         cmocka_unit_test(test_python_targets_read_the_original_form),
+        cmocka_unit_test(test_noop_bundle),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

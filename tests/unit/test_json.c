@@ -108,6 +108,41 @@ static void test_strings_and_escapes(void **state)
     json_decref(v);
 }
 
+/*
+ * Plain runs are scanned eight bytes at a time: an escape, a quote, a
+ * control character or a UTF-8 sequence at every position of a word must
+ * still be seen.
+ */
+static void test_special_characters_at_every_offset(void **state)
+{
+    static const struct {
+        const char *json, *decoded;
+    } specials[] = {{"\\n", "\n"},       {"\\\"", "\""},
+                    {"\\\\", "\\"},   {"\xc3\xa9", "\xc3\xa9"},
+                    {"\\u00e9", "\xc3\xa9"}};
+    wx_error err = WX_ERROR_INIT;
+
+    for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
+        for (size_t at = 0; at < 24; at++) {
+            char text[128], want[64];
+            json_t *v;
+
+            memset(want, 'a', at);
+            snprintf(want + at, sizeof(want) - at, "%sbbbbbbbbbbbb",
+                     specials[k].decoded);
+            snprintf(text, sizeof(text), "\"%.*s%sbbbbbbbbbbbb\"", (int)at,
+                     "aaaaaaaaaaaaaaaaaaaaaaaa", specials[k].json);
+            assert_ok(wx_json_parse(text, strlen(text), &v, &err), &err);
+            assert_string_equal(json_string_value(v), want);
+            json_decref(v);
+            /* A raw control character is refused wherever it is. */
+            text[1 + at] = '\x01';
+            assert_fails(wx_json_parse(text, strlen(text), &v, &err),
+                         WX_EINVAL, &err, "control character");
+        }
+    }
+}
+
 static void test_duplicate_keys_last_wins(void **state)
 {
     json_t *v = tu_json("{\"k\": 1, \"k\": 2}");
@@ -265,6 +300,7 @@ int main(void)
         cmocka_unit_test(test_bigint_constructor),
         cmocka_unit_test(test_too_many_digits),
         cmocka_unit_test(test_strings_and_escapes),
+        cmocka_unit_test(test_special_characters_at_every_offset),
         cmocka_unit_test(test_duplicate_keys_last_wins),
         cmocka_unit_test(test_key_with_nul),
         cmocka_unit_test(test_rejections),

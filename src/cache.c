@@ -17,6 +17,7 @@
 #include <warmexec/json.h>
 
 #include "alloc.h"
+#include "clock.h"
 #include "fs.h"
 #include "hash.h"
 #include "log.h"
@@ -172,14 +173,6 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-static int64_t monotonic_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * Switch to WAL, which lets readers and one writer of any process work
  * at once.  The switch needs an exclusive lock that SQLite does not wait
@@ -191,7 +184,7 @@ static int64_t monotonic_ms(void)
  */
 static int use_wal(wx_cache *c, wx_error *err)
 {
-    int64_t deadline = monotonic_ms() + BUSY_TIMEOUT_MS;
+    int64_t deadline = wx__now_ms() + BUSY_TIMEOUT_MS;
     sqlite3_stmt *st = NULL;
     const char *mode = NULL;
     int step;
@@ -200,7 +193,7 @@ static int use_wal(wx_cache *c, wx_error *err)
                            NULL) != SQLITE_OK)
         return db_error(c, "PRAGMA journal_mode", err);
     while ((step = sqlite3_step(st)) == SQLITE_BUSY &&
-           monotonic_ms() < deadline) {
+           wx__now_ms() < deadline) {
         sqlite3_reset(st);
         sleep_ms(10);
     }
@@ -450,7 +443,7 @@ static int begin_read(wx_cache *c, wx_error *err)
      * show it. */
     if (c->reading && (++c->reads >= READ_MAX ||
                        c->reading_from != c->commits ||
-                       monotonic_ms() - c->reading_since_ms >= READ_MS))
+                       wx__now_ms() - c->reading_since_ms >= READ_MS))
         end_read(c);
     if (c->reading)
         return 0;
@@ -458,7 +451,7 @@ static int begin_read(wx_cache *c, wx_error *err)
         return WX_EIO;
     c->reading = true;
     c->reading_from = c->commits;
-    c->reading_since_ms = monotonic_ms();
+    c->reading_since_ms = wx__now_ms();
     c->reads = 0;
     return 0;
 }
@@ -540,18 +533,7 @@ static bool group_due(const wx_cache *c)
 
     return q->n && (c->drain_wanted || c->stopping || q->n == PENDING_MAX ||
                     q->bytes >= PENDING_BYTES ||
-                    monotonic_ms() - q->since_ms >= PENDING_MS);
-}
-
-static void wait_for_work(wx_cache *c)
-{
-    struct timespec until;
-
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += PENDING_MS * 1000000L;
-    until.tv_sec += until.tv_nsec / 1000000000L;
-    until.tv_nsec %= 1000000000L;
-    pthread_cond_timedwait(&c->wake, &c->mu, &until);
+                    wx__now_ms() - q->since_ms >= PENDING_MS);
 }
 
 /* The writer: commits each group that is due, until stopped and empty. */
@@ -572,7 +554,7 @@ static void *writer_main(void *arg)
                 if (c->stopping)
                     break;
             }
-            wait_for_work(c);
+            wx__cond_wait_ns(&c->wake, &c->mu, PENDING_MS * 1000000LL);
             continue;
         }
         g = c->queue;
@@ -639,7 +621,7 @@ static int queue_put(wx_cache *c, enum stmt_id id, const char *key,
         wx_free(p->text);
     } else {
         if (!c->queue->n)
-            c->queue->since_ms = monotonic_ms();
+            c->queue->since_ms = wx__now_ms();
         p = &c->queue->puts[c->queue->n];
         for (s = slot_of(id, key); c->queue->slots[s];
              s = (s + 1) & (PENDING_SLOTS - 1))

@@ -39,3 +39,17 @@ int wx__poll_timeout(int64_t deadline)
         return 0;
     return left > INT_MAX ? INT_MAX : (int)left;
 }
+
+int wx__cond_wait_ns(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ns)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(ns / 1000000000);
+    until.tv_nsec += (long)(ns % 1000000000);
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    return pthread_cond_timedwait(cv, mu, &until);
+}

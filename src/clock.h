@@ -2,6 +2,7 @@
 #ifndef WX_CLOCK_H
 #define WX_CLOCK_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 /* A deadline that never passes. */
@@ -21,5 +22,11 @@ int64_t wx__deadline_after(double seconds);
  * -1 (wait forever) for WX_NO_DEADLINE, capped to INT_MAX.
  */
 int wx__poll_timeout(int64_t deadline);
+
+/*
+ * pthread_cond_timedwait(cv, mu) for at most `ns` nanoseconds (the
+ * condition variable uses the default, real-time clock).
+ */
+int wx__cond_wait_ns(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ns);
 
 #endif

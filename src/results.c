@@ -217,13 +217,7 @@ static void *writer_main(void *arg)
         if (!batch && r->stopping)
             break;
         if (n < BATCH_ROWS && !r->stopping) {
-            struct timespec until;
-
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += BATCH_MS * 1000000L;
-            until.tv_sec += until.tv_nsec / 1000000000L;
-            until.tv_nsec %= 1000000000L;
-            pthread_cond_timedwait(&r->wake, &r->mu, &until);
+            wx__cond_wait_ns(&r->wake, &r->mu, BATCH_MS * 1000000LL);
             batch = r->head;
             n = r->queued;
         }

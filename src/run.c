@@ -633,17 +633,9 @@ static void *ticker_main(void *arg)
 
     pthread_mutex_lock(&r->mu);
     while (!t->stop) {
-        struct timespec until;
         wx_run_progress p;
 
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += every_ns / 1000000000;
-        until.tv_nsec += every_ns % 1000000000;
-        if (until.tv_nsec >= 1000000000) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&t->cv, &r->mu, &until);
+        wx__cond_wait_ns(&t->cv, &r->mu, every_ns);
         if (t->stop)
             break;
         p = snapshot(r);

@@ -1091,19 +1091,6 @@ static const char *stored_path(const fixture *fx, const char *ref)
     return path;
 }
 
-static size_t count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    size_t n = 0;
-
-    assert_non_null(d);
-    while ((e = readdir(d)) != NULL)
-        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-    closedir(d);
-    return n;
-}
-
 static void assert_mode(const char *path, mode_t mode)
 {
     struct stat st;
@@ -1158,7 +1145,7 @@ static void test_add_copies_read_only(void **state)
 
     memcpy(stored, stored_path(fx, ref), strlen(stored_path(fx, ref)) + 1);
     /* warmexec.json, .warmexecignore, run.sh, data/, bin/ (no .git) */
-    assert_int_equal(count_entries(stored), 5);
+    assert_int_equal(tu_count_in_dir(stored, false), 5);
     assert_mode(P(stored, "warmexec.json"), 0444);
     assert_mode(P(stored, ".warmexecignore"), 0444);
     assert_mode(P(stored, "data/values.csv"), 0444);
@@ -1169,12 +1156,12 @@ static void test_add_copies_read_only(void **state)
     assert_same_file(P(stored, "bin/tool"), P(fx->src, "bin/tool"));
     assert_int_equal(access(P(stored, "data/droppings.o"), F_OK), -1);
     assert_int_equal(access(P(stored, ".git"), F_OK), -1);
-    assert_int_equal(count_entries(P(stored, "data")), 1);
+    assert_int_equal(tu_count_in_dir(P(stored, "data"), false), 1);
     /* The copy hashes to its name, and nothing is left in tmp. */
     digest_ok(stored, digest);
     assert_string_equal(digest, ref);
-    assert_int_equal(count_entries(P(fx->home, "bundles/tmp")), 0);
-    assert_int_equal(count_entries(P(fx->home, "bundles/sha256")), 1);
+    assert_int_equal(tu_count_in_dir(P(fx->home, "bundles/tmp"), false), 0);
+    assert_int_equal(tu_count_in_dir(P(fx->home, "bundles/sha256"), false), 1);
     wx_bundles_close(b);
 }
 
@@ -1188,7 +1175,8 @@ static void test_add_empty_bundle(void **state)
 
     assert_fails(wx_bundles_add(b, fx->src, ref, &err), WX_ENOTFOUND, &err,
                  "is not a bundle");
-    assert_int_equal(count_entries(tu_path(fx->home, "bundles/sha256")), 0);
+    assert_int_equal(
+        tu_count_in_dir(tu_path(fx->home, "bundles/sha256"), false), 0);
     wx_bundles_close(b);
 }
 
@@ -1210,13 +1198,13 @@ static void test_add_twice_is_a_no_op(void **state)
     /* the stored file was not copied again */
     assert_int_equal(stat(P(stored_path(fx, ref), "run.sh"), &st2), 0);
     assert_int_equal(st1.st_ino, st2.st_ino);
-    assert_int_equal(count_entries(P(fx->home, "bundles/sha256")), 1);
-    assert_int_equal(count_entries(P(fx->home, "bundles/tmp")), 0);
+    assert_int_equal(tu_count_in_dir(P(fx->home, "bundles/sha256"), false), 1);
+    assert_int_equal(tu_count_in_dir(P(fx->home, "bundles/tmp"), false), 0);
     /* Another directory with the same files is the same bundle. */
     small_bundle(P(fx->tmp, "copy"), "twice");
     add_ok(b2, P(fx->tmp, "copy"), ref2);
     assert_string_equal(ref, ref2);
-    assert_int_equal(count_entries(P(fx->home, "bundles/sha256")), 1);
+    assert_int_equal(tu_count_in_dir(P(fx->home, "bundles/sha256"), false), 1);
     wx_bundles_close(b2);
     wx_bundles_close(b);
 }
@@ -1232,8 +1220,8 @@ static void test_add_refuses_what_digest_refuses(void **state)
     assert_int_equal(symlink("/etc/passwd", P(fx->src, "data/passwd")), 0);
     assert_fails(wx_bundles_add(b, fx->src, ref, &err), WX_EINVAL, &err,
                  "symlinks: data/passwd");
-    assert_int_equal(count_entries(P(fx->home, "bundles/sha256")), 0);
-    assert_int_equal(count_entries(P(fx->home, "bundles/tmp")), 0);
+    assert_int_equal(tu_count_in_dir(P(fx->home, "bundles/sha256"), false), 0);
+    assert_int_equal(tu_count_in_dir(P(fx->home, "bundles/tmp"), false), 0);
     assert_fails(wx_bundles_add(b, P(fx->tmp, "nope"), ref, &err),
                  WX_ENOTFOUND, &err, "nope");
     wx_bundles_close(b);
@@ -1303,13 +1291,15 @@ static void test_add_from_concurrent_processes(void **state)
         free(big);
 
         add_in_processes(fx, dir, 6);
-        assert_int_equal(count_entries(P(fx->home, "bundles/sha256")),
+        assert_int_equal(tu_count_in_dir(P(fx->home, "bundles/sha256"), false),
                          (size_t)round + 1);
-        assert_int_equal(count_entries(P(fx->home, "bundles/tmp")), 0);
+        assert_int_equal(tu_count_in_dir(P(fx->home, "bundles/tmp"), false), 0);
         b = open_store(fx);
         digest_ok(dir, ref);
         assert_ok(wx_bundles_verify(b, ref, &err), &err);
-        assert_int_equal(count_entries(P(stored_path(fx, ref), "files")), 40);
+        assert_int_equal(tu_count_in_dir(P(stored_path(fx, ref), "files"),
+                         false),
+                         40);
         wx_bundles_close(b);
     }
 }
@@ -2057,11 +2047,11 @@ static void test_python_worker_does_not_write_into_the_stored_bundle(
               &err);
     wx_blobs_free(out, n);
     b = open_store(fx); /* the next process */
-    if (count_entries(stored_path(fx, ref)) != 1)
+    if (tu_count_in_dir(stored_path(fx, ref), false) != 1)
         print_message("stored bundle now holds %zu entries\n",
-                      count_entries(stored_path(fx, ref)));
+                      tu_count_in_dir(stored_path(fx, ref), false));
     assert_ok(wx_bundles_verify(b, ref, &err), &err);
-    assert_int_equal(count_entries(stored_path(fx, ref)), 1);
+    assert_int_equal(tu_count_in_dir(stored_path(fx, ref), false), 1);
     wx_bundles_close(b);
 }
 

@@ -481,20 +481,6 @@ static mode_t mode_of(const char *path)
     return st.st_mode & 07777;
 }
 
-/* The names in `dir`, except "." and "..", counted. */
-static size_t entries_in(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    size_t n = 0;
-
-    assert_non_null(d);
-    while ((e = readdir(d)) != NULL)
-        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-    closedir(d);
-    return n;
-}
-
 static void test_fs_layout_and_modes(void **state)
 {
     fixture *f = *state;
@@ -513,7 +499,8 @@ static void test_fs_layout_and_modes(void **state)
     umask(old_mask);
     snprintf(shard, sizeof(shard), "%s/fresh/cas/sha256/2c", f->dir);
     assert_int_equal(mode_of(shard), 0755);
-    assert_int_equal(entries_in(shard), 1); /* no temporary file left */
+    /* No temporary file left. */
+    assert_int_equal(tu_count_in_dir(shard, false), 1);
     snprintf(shard, sizeof(shard), "%s/fresh/cas/sha256/2c/%s", f->dir,
              HELLO_HEX + 2);
     assert_int_equal(mode_of(shard), 0444);
@@ -585,7 +572,7 @@ static void test_fs_concurrent_puts_from_processes(void **state)
     assert_object(f->cas, ref, shared, 1 << 20);
     /* No temporary file left behind in the shared object's directory. */
     snprintf(root, sizeof(root), "%s/cas/sha256/%.2s", f->dir, ref + 6);
-    assert_int_equal(entries_in(root), 1);
+    assert_int_equal(tu_count_in_dir(root, false), 1);
     free(shared);
 }
 
@@ -634,7 +621,8 @@ static void test_fs_damage_is_detected_and_repaired(void **state)
                  "hashes to " EMPTY_HEX);
     put_ok(f->cas, "hello", 5, ref);
     assert_object(f->cas, ref, "hello", 5);
-    assert_int_equal(entries_in(tu_path(f->dir, "cas/sha256/2c")), 1);
+    assert_int_equal(
+        tu_count_in_dir(tu_path(f->dir, "cas/sha256/2c"), false), 1);
 }
 
 static void test_fs_foreach_skips_strays(void **state)
@@ -679,20 +667,6 @@ static void test_fs_sync_none(void **state)
     assert_object(cas, ref, "hello", 5);
     wx_cas_close(cas);
     assert_object(f->cas, ref, "hello", 5);
-}
-
-/* Regular files directly in `dir` (temporary files of the store). */
-static int count_files(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    int n = 0;
-
-    assert_non_null(d);
-    while ((e = readdir(d)) != NULL)
-        n += e->d_type == DT_REG;
-    closedir(d);
-    return n;
 }
 
 /* The SHA-256 of `data` as a ref, computed apart from the store. */
@@ -771,7 +745,8 @@ static void test_fs_big_objects(void **state)
     put_ok(f->cas, big, len, ref);
     assert_object(f->cas, ref, big, len);
     /* No temporary file is left behind. */
-    assert_int_equal(count_files(tu_path(f->dir, "cas/sha256")), 0);
+    assert_int_equal(
+        tu_count_in_dir(tu_path(f->dir, "cas/sha256"), true), 0);
     free(big);
 }
 

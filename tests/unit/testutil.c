@@ -2,6 +2,8 @@
 /* Helpers shared by the unit tests. */
 #include "testutil.h"
 
+#include <dirent.h>
+
 #include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -97,4 +99,20 @@ const char *tu_path(const char *dir, const char *name)
 
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     return path;
+}
+
+size_t tu_count_in_dir(const char *dir, bool files_only)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    size_t n = 0;
+
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        n += !files_only || e->d_type == DT_REG;
+    }
+    closedir(d);
+    return n;
 }

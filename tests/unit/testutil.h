@@ -48,6 +48,10 @@ char *tu_canon(const json_t *v);
 char *tu_tempdir(void);
 
 /* rm -rf `path`. */
+/* Names in `dir` other than "." and ".." (only regular files when
+ * `files_only`). */
+size_t tu_count_in_dir(const char *dir, bool files_only);
+
 void tu_rmtree(const char *path);
 
 /* cmocka setup/teardown giving a test a fresh temporary directory. */

@@ -100,6 +100,7 @@ typedef struct set_state {
     size_t n_record;       /* replicates still to record */
     wx_sim_return *reps;   /* the replicates, kept for aggregation */
     size_t pending;        /* replicates or aggregations not back yet */
+    bool cancelled;        /* a replicate was dropped by a stop (r->mu) */
 } set_state;
 
 /* What one simulation callback needs. */
@@ -240,6 +241,12 @@ static void agg_back(set_state *s, size_t t, wx_agg_return *ret, int status,
 {
     runner *r = s->run;
 
+    /* Dropped by a stop before it ran: nothing to record. */
+    if (status == WX_ECANCELED) {
+        if (one_less(s))
+            finish_set(s);
+        return;
+    }
     record_agg(s, t, ret, status, err, fault);
     if (!status)
         wx_agg_return_release(ret);
@@ -313,18 +320,25 @@ static void on_sim(void *user, wx_sim_return *ret, int status)
     set_state *s = j->s;
     size_t i = j->replicate;
 
-    (void)status;
-    if (s->record[i])
-        record_sim(s, i, ret);
-    count_sim(s->run, s->record[i], ret);
-    if (s->reps)
-        s->reps[i] = *ret; /* kept for the aggregation */
-    else
+    if (status == WX_ECANCELED) {
+        /* Dropped by a stop before it ran: the set is left for resume. */
+        pthread_mutex_lock(&s->run->mu);
+        s->cancelled = true;
+        pthread_mutex_unlock(&s->run->mu);
         wx_sim_return_release(ret);
+    } else {
+        if (s->record[i])
+            record_sim(s, i, ret);
+        count_sim(s->run, s->record[i], ret);
+        if (s->reps)
+            s->reps[i] = *ret; /* kept for the aggregation */
+        else
+            wx_sim_return_release(ret);
+    }
     wx_free(j);
     if (!one_less(s))
         return;
-    if (s->n_aggs)
+    if (s->n_aggs && !s->cancelled)
         submit_aggregations(s);
     else
         finish_set(s);
@@ -428,7 +442,7 @@ static void finish_submitting(set_state *s, size_t not_sent, bool failed)
     pthread_mutex_unlock(&s->run->mu);
     if (!last)
         return;
-    if (s->n_aggs)
+    if (s->n_aggs && !s->cancelled)
         submit_aggregations(s);
     else
         finish_set(s);
@@ -715,6 +729,8 @@ static int open_engine(runner *r, const wx_config *cfg, wx_env **env,
     if (!rc)
         rc = wx_service_local(*env, jobs, (size_t)WX_MAX(jobs, 1) * 4,
                               &r->svc, err);
+    if (!rc && r->o->stop)
+        wx_service_local_cancel_on(r->svc, r->o->stop);
     r->window = (size_t)WX_MAX(jobs, 1) * 8 + 8;
     return rc;
 }

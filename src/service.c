@@ -29,6 +29,7 @@ typedef struct local {
     job *head, *tail;
     size_t queued, queue_max, running;
     bool stopping;
+    volatile sig_atomic_t *cancel; /* set: jobs not started are dropped */
     pthread_t *threads;
     int n_threads;
 } local;
@@ -40,8 +41,29 @@ static void job_free(job *j)
     wx_free(j);
 }
 
+/* A job dropped before it started: WX_ECANCELED and an empty result. */
+static void cancel_job(job *j)
+{
+    if (j->is_agg) {
+        wx_error err = WX_ERROR_INIT;
+        wx_fault fault = {.error_type = "Cancelled"};
+
+        wx_error_set(&err, WX_ECANCELED, "cancelled before it started");
+        j->agg_done(j->user, NULL, WX_ECANCELED, &err, &fault);
+    } else {
+        wx_sim_return ret;
+
+        memset(&ret, 0, sizeof(ret));
+        j->sim_done(j->user, &ret, WX_ECANCELED);
+    }
+}
+
 static void run_job(local *l, job *j)
 {
+    if (l->cancel && *l->cancel) {
+        cancel_job(j);
+        return;
+    }
     if (j->is_agg) {
         wx_error err = WX_ERROR_INIT;
         wx_fault fault = {0};
@@ -234,6 +256,11 @@ int wx_service_local(wx_env *env, int threads, size_t queue_max,
     }
     *out = &l->base;
     return 0;
+}
+
+void wx_service_local_cancel_on(wx_service *s, volatile sig_atomic_t *flag)
+{
+    ((local *)s)->cancel = flag;
 }
 
 int wx_service_submit(wx_service *s, const wx_task *task, wx_sim_done done,

@@ -12,6 +12,7 @@
 #ifndef WARMEXEC_SERVICE_H
 #define WARMEXEC_SERVICE_H
 
+#include <signal.h>
 #include <stddef.h>
 
 #include <warmexec/env.h>
@@ -61,6 +62,16 @@ struct wx_service {
  */
 WX_API int wx_service_local(wx_env *env, int threads, size_t queue_max,
                             wx_service **out, wx_error *err);
+
+/*
+ * Once `*flag` is non-zero (a signal handler may set it), jobs of the
+ * local service `s` that have not started are not run: their callbacks
+ * get WX_ECANCELED, a simulation an all-zero SimReturn and an
+ * aggregation no return, the error "cancelled before it started" and the
+ * fault type "Cancelled".  Jobs already running finish.
+ */
+WX_API void wx_service_local_cancel_on(wx_service *s,
+                                       volatile sig_atomic_t *flag);
 
 /*
  * Dispatch a simulation (the task is copied) or an aggregation (copied);

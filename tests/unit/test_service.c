@@ -283,6 +283,66 @@ static void test_invalid_replicate_set_refused(void **state)
     wx_replicate_set_release(&rs);
 }
 
+static atomic_int cancelled;
+
+static void count_cancelled(void *user, wx_sim_return *ret, int status)
+{
+    (void)user;
+    assert_int_equal(status, WX_ECANCELED);
+    assert_null(ret->outputs);
+    assert_null(ret->error);
+    assert_string_equal(ret->task_id, "");
+    atomic_fetch_add(&cancelled, 1);
+    wx_sim_return_release(ret);
+}
+
+static void agg_cancelled(void *user, wx_agg_return *ret, int status,
+                          const wx_error *err, const wx_fault *fault)
+{
+    (void)user;
+    assert_null(ret);
+    assert_int_equal(status, WX_ECANCELED);
+    assert_non_null(strstr(err->message, "cancelled"));
+    assert_string_equal(fault->error_type, "Cancelled");
+    atomic_fetch_add(&cancelled, 1);
+}
+
+/* Once the flag is set, jobs that have not started are dropped. */
+static void test_cancel_flag_drops_jobs_not_started(void **state)
+{
+    fixture *fx = *state;
+    volatile sig_atomic_t stop = 0;
+    wx_error err = WX_ERROR_INIT;
+    wx_agg_task at = {0};
+    wx_sim_return r;
+    wx_future *f;
+    wx_task t;
+
+    wx_service_local_cancel_on(fx->svc, &stop);
+    make_task(fx, "{}", 7, &t);
+    assert_ok(wx_service_submit_future(fx->svc, &t, &f, &err), &err);
+    assert_int_equal(wx_future_sim(f, &r), 0); /* runs while unset */
+    wx_future_free(f);
+    stop = 1;
+    atomic_store(&cancelled, 0);
+    for (int i = 0; i < 5; i++)
+        assert_ok(wx_service_submit(fx->svc, &t, count_cancelled, NULL,
+                                    &err),
+                  &err);
+    at.bundle_ref = fx->ref;
+    at.target_entrypoint = "test.targets:sizes";
+    at.sim_returns = &r;
+    at.n_sim_returns = 1;
+    assert_ok(wx_service_submit_aggregation(fx->svc, &at, agg_cancelled,
+                                            NULL, &err),
+              &err);
+    wx_service_wait(fx->svc);
+    assert_int_equal(atomic_load(&cancelled), 6);
+    wx_service_local_cancel_on(fx->svc, NULL); /* `stop` goes out of scope */
+    wx_sim_return_release(&r);
+    wx_task_release(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -293,6 +353,7 @@ int main(void)
         cmocka_unit_test(test_batch_with_aggregation),
         cmocka_unit_test(test_aggregation_error_has_the_taxonomy),
         cmocka_unit_test(test_invalid_replicate_set_refused),
+        cmocka_unit_test(test_cancel_flag_drops_jobs_not_started),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

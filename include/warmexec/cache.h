@@ -8,7 +8,10 @@
  * since the cache does not know the CAS (the execution environment does
  * it and deletes entries that fail).
  *
- * A wx_cache is thread-safe.
+ * A wx_cache is thread-safe.  It runs a writer thread (see
+ * wx_cache_flush): as with any threaded library, a process must not
+ * fork() without exec while a cache is open, since the child would
+ * inherit locks held by that thread.
  */
 #ifndef WARMEXEC_CACHE_H
 #define WARMEXEC_CACHE_H

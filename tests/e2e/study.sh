@@ -123,8 +123,9 @@ kill_and_resume() {
     cmp -s "$TMP/$name-whole.txt" "$TMP/$name-killed.txt" ||
         fail "resumed database differs ($name): $(diff "$TMP/$name-whole.txt" "$TMP/$name-killed.txt" | head -5)"
 }
-study "$TMP/big.json" 40 10
-kill_and_resume "$SIR_PY" "$TMP/big.json" 400 python
+# Big enough that the kill lands mid-study even on a fast or loaded machine.
+study "$TMP/big.json" 100 10
+kill_and_resume "$SIR_PY" "$TMP/big.json" 1000 python
 # The native model is fast: give it enough work for the kill to land.
 study "$TMP/huge.json" 400 10
 kill_and_resume "$SIR" "$TMP/huge.json" 4000 native

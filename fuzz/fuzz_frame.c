@@ -154,14 +154,6 @@ static int handle(void *ctx, const char *method, json_t *params,
     return 0;
 }
 
-static void release(void *ctx, wx__rpc_reply *reply)
-{
-    (void)ctx;
-    json_decref(reply->result);
-    json_decref(reply->error_data);
-    free(reply->error_message);
-}
-
 static void fuzz_server(const uint8_t *data, size_t size)
 {
     static int devnull = -1;
@@ -180,7 +172,7 @@ static void fuzz_server(const uint8_t *data, size_t size)
         perror("fuzz_frame: write");
         abort();
     }
-    rc = wx__rpc_serve(in, devnull, FUZZ_MAX_FRAME, handle, NULL, release,
+    rc = wx__rpc_serve(in, devnull, FUZZ_MAX_FRAME, handle, NULL, NULL,
                        &err);
     check(rc == 0 || rc == WX_EPROTO || rc == WX_ECRASHED ||
               rc == WX_ETOOBIG,

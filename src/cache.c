@@ -127,10 +127,17 @@ static void end_read(wx_cache *c);
 static void *writer_main(void *arg);
 
 /* A SQLite failure as WX_EIO, with SQLite's own message. */
-static int db_error(const wx_cache *c, const char *what, wx_error *err)
+static int conn_error(const wx_cache *c, sqlite3 *db, const char *what,
+                      wx_error *err)
 {
     return wx_error_set(err, WX_EIO, "cache %s: %s: %s", c->path, what,
-                        sqlite3_errmsg(c->db));
+                        sqlite3_errmsg(db));
+}
+
+/* The same on the lookup connection. */
+static int db_error(const wx_cache *c, const char *what, wx_error *err)
+{
+    return conn_error(c, c->db, what, err);
 }
 
 static int exec_sql(wx_cache *c, const char *sql, wx_error *err)
@@ -162,8 +169,7 @@ static int open_db(wx_cache *c, sqlite3 **db, wx_error *err)
         return 0;
     if (!*db)
         return wx_error_set(err, WX_ENOMEM, "out of memory (SQLite)");
-    return wx_error_set(err, WX_EIO, "cache %s: open: %s", c->path,
-                        sqlite3_errmsg(*db));
+    return conn_error(c, *db, "open", err);
 }
 
 static void sleep_ms(long ms)
@@ -282,8 +288,10 @@ static int setup_db(wx_cache *c, wx_error *err)
                       err);
     if (!rc && version == 0)
         rc = create_schema(c, err);
+    /* Puts go through the writer's connection (open_writer). */
     for (int i = 0; !rc && i < ST__COUNT; i++)
-        if (sqlite3_prepare_v3(c->db, stmt_sql[i], -1,
+        if (i != ST_PUT_SIM && i != ST_PUT_AGG &&
+            sqlite3_prepare_v3(c->db, stmt_sql[i], -1,
                                SQLITE_PREPARE_PERSISTENT, &c->stmts[i],
                                NULL) != SQLITE_OK)
             rc = db_error(c, "prepare", err);
@@ -304,8 +312,7 @@ static int open_writer(wx_cache *c, wx_error *err)
                 sqlite3_prepare_v3(c->wdb, stmt_sql[ST_PUT_AGG], -1,
                                    SQLITE_PREPARE_PERSISTENT, &c->wput[1],
                                    NULL) != SQLITE_OK))
-        rc = wx_error_set(err, WX_EIO, "cache %s: %s", c->path,
-                          sqlite3_errmsg(c->wdb));
+        rc = conn_error(c, c->wdb, "writer connection", err);
     if (!rc && pthread_create(&c->writer, NULL, writer_main, c) != 0)
         rc = wx_error_set(err, WX_ENOMEM, "cannot start the cache writer");
     c->writer_running = rc == 0;
@@ -405,22 +412,16 @@ static int check_key(const char *what, const char *key, wx_error *err)
  * Run a write statement: bind the key, and for a put the second id, the
  * JSON text and the time.  One statement is one transaction.
  */
-static int step_write(wx_cache *c, enum stmt_id id, const char *key,
-                      const char *second_id, const char *text, size_t len,
-                      double created, wx_error *err)
+/* Delete `key` with statement `id` (on the lookup connection). */
+static int delete_key(wx_cache *c, enum stmt_id id, const char *key,
+                      wx_error *err)
 {
     sqlite3_stmt *st = c->stmts[id];
     int rc = 0;
 
     if (sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC) != SQLITE_OK ||
-        (text && (sqlite3_bind_text(st, 2, second_id, -1, SQLITE_STATIC) !=
-                      SQLITE_OK ||
-                  sqlite3_bind_text(st, 3, text, (int)len, SQLITE_STATIC) !=
-                      SQLITE_OK ||
-                  sqlite3_bind_double(st, 4, created) != SQLITE_OK)))
-        rc = db_error(c, "bind", err);
-    if (!rc && sqlite3_step(st) != SQLITE_DONE)
-        rc = db_error(c, text ? "write" : "delete", err);
+        sqlite3_step(st) != SQLITE_DONE)
+        rc = db_error(c, "delete", err);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return rc;
@@ -502,8 +503,7 @@ static int commit_group(wx_cache *c, const group *g, wx_error *err)
 
     if (sqlite3_exec(c->wdb, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
         SQLITE_OK)
-        rc = wx_error_set(err, WX_EIO, "cache %s: begin: %s", c->path,
-                          sqlite3_errmsg(c->wdb));
+        rc = conn_error(c, c->wdb, "begin", err);
     for (size_t i = 0; !rc && i < g->n; i++) {
         const pending_put *p = &g->puts[i];
         sqlite3_stmt *st = c->wput[p->id == ST_PUT_SIM ? 0 : 1];
@@ -513,14 +513,12 @@ static int commit_group(wx_cache *c, const group *g, wx_error *err)
             sqlite3_bind_text(st, 3, p->text, (int)p->len, SQLITE_STATIC) ||
             sqlite3_bind_double(st, 4, p->created) ||
             sqlite3_step(st) != SQLITE_DONE)
-            rc = wx_error_set(err, WX_EIO, "cache %s: write: %s", c->path,
-                              sqlite3_errmsg(c->wdb));
+            rc = conn_error(c, c->wdb, "write", err);
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
     }
     if (!rc && sqlite3_exec(c->wdb, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        rc = wx_error_set(err, WX_EIO, "cache %s: commit: %s", c->path,
-                          sqlite3_errmsg(c->wdb));
+        rc = conn_error(c, c->wdb, "commit", err);
     if (rc)
         sqlite3_exec(c->wdb, "ROLLBACK", NULL, NULL, NULL);
     return rc;
@@ -660,7 +658,7 @@ static int run_delete(wx_cache *c, enum stmt_id id, const char *key,
     rc = drain(c, err);
     end_read(c);
     if (!rc)
-        rc = step_write(c, id, key, NULL, NULL, 0, 0.0, err);
+        rc = delete_key(c, id, key, err);
     pthread_mutex_unlock(&c->mu);
     return rc;
 }

@@ -413,17 +413,10 @@ static int link_into_place(const fs_cas *c, const char *tmp,
 static int sync_object(const fs_cas *c, const char *hex, wx_error *err)
 {
     char path[PATH_MAX];
-    int fd, rc = 0;
+    int rc;
 
     object_path(c, hex, path, sizeof(path));
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? 0 /* removed since */
-                               : wx_error_set_sys(err, WX_EIO, errno,
-                                                  "open %s", path);
-    if (fsync(fd) != 0)
-        rc = wx_error_set_sys(err, WX_EIO, errno, "fsync %s", path);
-    close(fd);
+    rc = wx__fs_sync_path(path, true, err); /* removed since is fine */
     return rc ? rc : wx__fs_sync_parent(path, err);
 }
 
@@ -433,18 +426,6 @@ static int shard_index(const char *hex)
     int lo = hex[1] <= '9' ? hex[1] - '0' : hex[1] - 'a' + 10;
 
     return hi * 16 + lo;
-}
-
-static int sync_dir(const char *path, wx_error *err)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
-
-    if (fd < 0)
-        return wx_error_set_sys(err, WX_EIO, errno, "open %s", path);
-    if (fsync(fd) != 0)
-        rc = wx_error_set_sys(err, WX_EIO, errno, "fsync %s", path);
-    close(fd);
-    return rc;
 }
 
 /* BATCH: fsync every pending object, then each directory holding one. */
@@ -464,26 +445,18 @@ static int fs_flush(wx_cas *cas, wx_error *err)
     c->n_pending = c->cap_pending = 0;
     pthread_mutex_unlock(&c->mu);
     for (size_t i = 0; i < n && !rc; i++) {
-        int fd;
-
         object_path(c, list[i], path, sizeof(path));
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 && errno != ENOENT)
-            rc = wx_error_set_sys(err, WX_EIO, errno, "open %s", path);
-        if (fd >= 0 && fsync(fd) != 0)
-            rc = wx_error_set_sys(err, WX_EIO, errno, "fsync %s", path);
-        if (fd >= 0)
-            close(fd);
+        rc = wx__fs_sync_path(path, true, err);
         dirty[shard_index(list[i])] = true;
     }
     for (int i = 0; i < 256 && !rc; i++) {
         if (!dirty[i])
             continue;
         snprintf(path, sizeof(path), "%s/%02x", c->objects, i);
-        rc = sync_dir(path, err);
+        rc = wx__fs_sync_path(path, false, err);
     }
     if (!rc && atomic_exchange(&c->new_dirs, false))
-        rc = sync_dir(c->objects, err);
+        rc = wx__fs_sync_path(c->objects, false, err);
     wx_free(list);
     return rc;
 }

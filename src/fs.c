@@ -43,22 +43,26 @@ static int parent_dir(const char *path, char dir[PATH_MAX], wx_error *err)
     return 0;
 }
 
+int wx__fs_sync_path(const char *path, bool missing_ok, wx_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+
+    if (fd < 0 && missing_ok && errno == ENOENT)
+        return 0;
+    if (fd < 0)
+        return wx_error_set_sys(err, WX_EIO, errno, "open %s", path);
+    if (fsync(fd) != 0)
+        rc = wx_error_set_sys(err, WX_EIO, errno, "fsync %s", path);
+    close(fd);
+    return rc;
+}
+
 int wx__fs_sync_parent(const char *path, wx_error *err)
 {
     char dir[PATH_MAX];
-    int fd, rc;
+    int rc = parent_dir(path, dir, err);
 
-    rc = parent_dir(path, dir, err);
-    if (rc)
-        return rc;
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return wx_error_set_sys(err, WX_EIO, errno, "open %s", dir);
-    rc = 0;
-    if (fsync(fd) != 0)
-        rc = wx_error_set_sys(err, WX_EIO, errno, "fsync %s", dir);
-    close(fd);
-    return rc;
+    return rc ? rc : wx__fs_sync_path(dir, false, err);
 }
 
 int wx__fs_open_temp(const char *dir, const char *prefix, char *name_out,

@@ -5,6 +5,7 @@
 #ifndef WX_FS_H
 #define WX_FS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -35,6 +36,10 @@ void wx__fs_remove_tree(const char *path);
 
 /* fsync the directory that contains `path`. */
 int wx__fs_sync_parent(const char *path, wx_error *err);
+
+/* fsync the file or directory at `path`; a missing one is fine when
+ * `missing_ok`. */
+int wx__fs_sync_path(const char *path, bool missing_ok, wx_error *err);
 
 /*
  * Open a new, uniquely named file "<dir>/.<prefix>.XXXXXX.tmp" for writing

@@ -174,6 +174,13 @@ const uint8_t *wx__rpc_attachment(const wx__rpc_conn *c, size_t i,
 
 /* ---- server ---- */
 
+static void reply_release(wx__rpc_reply *r)
+{
+    json_decref(r->result);
+    json_decref(r->error_data);
+    wx_free(r->error_message);
+}
+
 /* {"jsonrpc":"2.0","id":I,"result":R} or ...,"error":{...}} */
 static int format_reply(wx_buf *out, const json_t *id,
                         const wx__rpc_reply *r, wx_error *err)
@@ -255,6 +262,7 @@ static int serve_one(json_t *req, const wx__frame *frame, int out_fd,
     *stop = reply.stop;
     if (release)
         release(ctx, &reply);
+    reply_release(&reply);
     json_decref(empty);
     return rc;
 }

@@ -115,8 +115,9 @@ typedef int (*wx__rpc_handler)(void *ctx, const char *method,
  * (returns 0), a handler asks to stop (0), or a framing error that cannot
  * be resynchronised (WX_EPROTO).  A body that is not valid JSON is
  * answered with -32700 and id null; a request without an id gets no
- * reply.  After each reply the handler's result, error and attachments
- * are released by calling `release` (may be NULL).
+ * reply.  After each reply `release` (may be NULL) is called, for the
+ * handler's own state (attachments, say); then the loop frees the
+ * reply's result, error message (wx_free) and error data.
  */
 int wx__rpc_serve(int in_fd, int out_fd, size_t max_frame,
                   wx__rpc_handler handler, void *ctx,

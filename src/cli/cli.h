@@ -87,6 +87,13 @@ int cli_read_json(cli_ctx *ctx, const char *path, json_t **out,
                   wx_error *err);
 
 /*
+ * The JSON input of a run command (`o->input`); with --bundle, its
+ * "bundle_ref" is replaced by the ref of that bundle.
+ */
+int cli_read_run_input(cli_ctx *ctx, const cli_run_opts *o, json_t **out,
+                       wx_error *err);
+
+/*
  * "<home>/<name>" into `out` (`size` bytes): a file or directory of the
  * state directory.  WX_EINVAL when home is not set or the path too long.
  */

@@ -17,15 +17,9 @@ static const char usage[] =
 static int load(cli_ctx *ctx, const cli_run_opts *o, wx_agg_task *task,
                 wx_error *err)
 {
-    char ref[WX_DIGEST_LEN + 1];
     json_t *doc = NULL;
-    int rc = cli_read_json(ctx, o->input, &doc, err);
+    int rc = cli_read_run_input(ctx, o, &doc, err);
 
-    if (!rc && o->bundle) {
-        rc = cli_bundle_ref(ctx, o->bundle, ref, err);
-        if (!rc && json_is_object(doc))
-            json_object_set_new(doc, "bundle_ref", json_string(ref));
-    }
     if (!rc)
         rc = wx_agg_task_from_json(task, doc, err);
     json_decref(doc);

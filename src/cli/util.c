@@ -64,6 +64,24 @@ int cli_read_json(cli_ctx *ctx, const char *path, json_t **out,
     return rc;
 }
 
+int cli_read_run_input(cli_ctx *ctx, const cli_run_opts *o, json_t **out,
+                       wx_error *err)
+{
+    char ref[WX_DIGEST_LEN + 1];
+    int rc = cli_read_json(ctx, o->input, out, err);
+
+    if (!rc && o->bundle) {
+        rc = cli_bundle_ref(ctx, o->bundle, ref, err);
+        if (!rc && json_is_object(*out))
+            json_object_set_new(*out, "bundle_ref", json_string(ref));
+        if (rc) {
+            json_decref(*out);
+            *out = NULL;
+        }
+    }
+    return rc;
+}
+
 int cli_home_path(cli_ctx *ctx, const char *name, char *out, size_t size,
                   wx_error *err)
 {

@@ -845,8 +845,6 @@ static void free_call(host *h)
 
 void host_release(void *ctx, wx__rpc_reply *reply)
 {
-    json_decref(reply->result);
-    json_decref(reply->error_data);
-    wx_free(reply->error_message);
+    (void)reply;
     free_call(ctx);
 }

@@ -25,7 +25,7 @@ wx_model_registry *host_registry(host *h);
 int host_handle(void *ctx, const char *method, json_t *params,
                 const wx__frame *frame, wx__rpc_reply *reply);
 
-/* Free what a reply holds once it is written. */
+/* After a reply is written: forget the call (outputs stay for reuse). */
 void host_release(void *ctx, wx__rpc_reply *reply);
 
 #endif

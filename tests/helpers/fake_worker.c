@@ -339,14 +339,6 @@ static int handle(void *ctx, const char *method, json_t *params,
     return 0;
 }
 
-static void release(void *ctx, wx__rpc_reply *reply)
-{
-    (void)ctx;
-    json_decref(reply->result);
-    json_decref(reply->error_data);
-    free(reply->error_message);
-}
-
 static void parse_args(fake *f, int argc, char **argv)
 {
     static const struct option options[] = {
@@ -402,7 +394,7 @@ int main(int argc, char **argv)
     /* As a real runner: the protocol gets a private fd, stdout -> stderr. */
     f.out_fd = dup(1);
     dup2(2, 1);
-    rc = wx__rpc_serve(0, f.out_fd, (size_t)1 << 30, handle, &f, release,
+    rc = wx__rpc_serve(0, f.out_fd, (size_t)1 << 30, handle, &f, NULL,
                        &err);
     if (rc)
         fprintf(stderr, "fake_worker: %s\n", err.message);

@@ -1257,13 +1257,7 @@ static void add_in_processes(const fixture *fx, const char *dir, int n)
     }
     close(go[0]);
     close(go[1]);
-    for (int i = 0; i < n; i++) {
-        int status;
-
-        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
-        assert_true(WIFEXITED(status));
-        assert_int_equal(WEXITSTATUS(status), 0);
-    }
+    assert_int_equal(tu_wait_all(pids, n), 0);
 }
 
 static void test_add_from_concurrent_processes(void **state)

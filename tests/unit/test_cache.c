@@ -593,24 +593,6 @@ static int child_writes(const char *path, unsigned id)
     return rc ? 1 : 0;
 }
 
-/*
- * Wait for every child, then return how many failed: the test must not
- * end (and remove its directory) while a child still runs.
- */
-static int wait_all(const pid_t *pids, int n)
-{
-    int failed = 0;
-
-    for (int i = 0; i < n; i++) {
-        int status = 0;
-
-        if (waitpid(pids[i], &status, 0) != pids[i] || !WIFEXITED(status) ||
-            WEXITSTATUS(status) != 0)
-            failed++;
-    }
-    return failed;
-}
-
 static void test_processes_share_one_database(void **state)
 {
     fixture *f = *state;
@@ -631,7 +613,7 @@ static void test_processes_share_one_database(void **state)
         if (pids[i] == 0)
             _exit(child_writes(path, i));
     }
-    assert_int_equal(wait_all(pids, 4), 0);
+    assert_int_equal(tu_wait_all(pids, 4), 0);
     assert_ok(wx_cache_open(path, &f->cache, &err), &err);
     assert_int_equal(stats_of(f->cache).sims, 800);
     for (unsigned id = 0; id < 4; id++)

@@ -533,24 +533,6 @@ static int child_puts(const char *root, unsigned id)
     return rc ? 1 : 0;
 }
 
-/*
- * Wait for every child, then return how many failed: the test must not
- * end (and remove its directory) while a child still runs.
- */
-static int wait_all(const pid_t *pids, int n)
-{
-    int failed = 0;
-
-    for (int i = 0; i < n; i++) {
-        int status = 0;
-
-        if (waitpid(pids[i], &status, 0) != pids[i] || !WIFEXITED(status) ||
-            WEXITSTATUS(status) != 0)
-            failed++;
-    }
-    return failed;
-}
-
 static void test_fs_concurrent_puts_from_processes(void **state)
 {
     fixture *f = *state;
@@ -566,7 +548,7 @@ static void test_fs_concurrent_puts_from_processes(void **state)
         if (pids[i] == 0)
             _exit(child_puts(root, i));
     }
-    assert_int_equal(wait_all(pids, 2), 0);
+    assert_int_equal(tu_wait_all(pids, 2), 0);
     assert_int_equal(count_objects(f->cas), 3);
     put_ok(f->cas, shared, 1 << 20, ref);
     assert_object(f->cas, ref, shared, 1 << 20);

@@ -84,10 +84,8 @@ static void release(void *ctx, wx__rpc_reply *reply)
 {
     server *s = ctx;
 
+    (void)reply;
     s->released++;
-    json_decref(reply->result);
-    json_decref(reply->error_data);
-    free(reply->error_message);
 }
 
 static void *serve(void *arg)

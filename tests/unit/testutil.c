@@ -3,6 +3,7 @@
 #include "testutil.h"
 
 #include <dirent.h>
+#include <sys/wait.h>
 
 #include <ftw.h>
 #include <sys/stat.h>
@@ -115,4 +116,18 @@ size_t tu_count_in_dir(const char *dir, bool files_only)
     }
     closedir(d);
     return n;
+}
+
+int tu_wait_all(const pid_t *pids, int n)
+{
+    int failed = 0;
+
+    for (int i = 0; i < n; i++) {
+        int status = 0;
+
+        if (waitpid(pids[i], &status, 0) != pids[i] || !WIFEXITED(status) ||
+            WEXITSTATUS(status) != 0)
+            failed++;
+    }
+    return failed;
 }

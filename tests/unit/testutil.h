@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include <cmocka.h>
 
@@ -48,6 +49,12 @@ char *tu_canon(const json_t *v);
 char *tu_tempdir(void);
 
 /* rm -rf `path`. */
+/*
+ * Wait for every child in `pids`, then return how many did not exit 0:
+ * a test must not end (and remove its directory) while a child runs.
+ */
+int tu_wait_all(const pid_t *pids, int n);
+
 /* Names in `dir` other than "." and ".." (only regular files when
  * `files_only`). */
 size_t tu_count_in_dir(const char *dir, bool files_only);

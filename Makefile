@@ -19,7 +19,8 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_TIME ?= 60
 
 DEB_PACKAGES = gcc make cmake pkg-config libjansson-dev libssl-dev \
-	libsodium-dev libsqlite3-dev libcmocka-dev python3
+	libsodium-dev libsqlite3-dev libcmocka-dev python3 libopenmpi-dev \
+	openmpi-bin
 
 CMAKE_RELEASE = -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWX_WERROR=ON
 CMAKE_ASAN = -DCMAKE_BUILD_TYPE=Debug -DWX_WERROR=ON -DWX_SANITIZE=ON

@@ -84,6 +84,17 @@ static void outputs_free(wx_output *o, size_t n)
     wx_free(o);
 }
 
+/* The ref of an artifact whose checksum is set: "cas://<checksum>". */
+static int loaded_ref(wx_artifact *a, wx_error *err)
+{
+    size_t n = sizeof(WX_CAS_PREFIX) + WX_ID_LEN;
+
+    if (!(a->ref = wx__malloc(n)))
+        return wx_error_set(err, WX_ENOMEM, "out of memory");
+    snprintf(a->ref, n, WX_CAS_PREFIX "%s", a->checksum);
+    return 0;
+}
+
 /*
  * One raw output: an inline copy with its checksum, or a CAS object,
  * whose ref names its checksum (the store hashes big objects while it
@@ -97,7 +108,7 @@ static int make_artifact(wx_cas *cas, size_t inline_max,
     int rc;
 
     a->size = raw->len;
-    if (raw->len <= inline_max) {
+    if (raw->len <= inline_max || !cas) {
         rc = wx__sha256_hex(raw->data, raw->len, a->checksum, err);
         if (rc)
             return rc;
@@ -105,7 +116,8 @@ static int make_artifact(wx_cas *cas, size_t inline_max,
             return wx_error_set(err, WX_ENOMEM, "out of memory");
         if (raw->len)
             memcpy(a->data, raw->data, raw->len);
-        return 0;
+        /* Without a store a big output travels loaded, under its ref. */
+        return raw->len <= inline_max ? 0 : loaded_ref(a, err);
     }
     rc = wx_cas_put(cas, raw->data, raw->len, NULL, ref, err);
     if (rc)
@@ -301,13 +313,15 @@ static void details_artifact(const json_t *details, wx_cas *cas,
         wx_buf_puts(&text, "{}", NULL);
     a->size = text.len;
     wx__sha256_hex(text.data, text.len, a->checksum, NULL);
-    if (text.len > inline_max &&
+    if (text.len > inline_max && cas &&
         wx_cas_put(cas, text.data, text.len, a->checksum, ref, NULL) == 0) {
         a->ref = wx__strdup(ref);
         wx_buf_release(&text);
         return;
     }
     a->data = (uint8_t *)wx_buf_detach(&text, NULL);
+    if (a->size > inline_max && !cas)
+        loaded_ref(a, NULL);
 }
 
 void wx__create_error_return(const wx_task *task, int rc,
@@ -347,7 +361,10 @@ int wx__resolve_cas_references(wx_cas *cas, wx_sim_return *sim_returns,
 
             if (!a->ref || a->data)
                 continue;
-            rc = wx_cas_get(cas, a->ref, max_len, &a->data, &len, err);
+            rc = cas ? wx_cas_get(cas, a->ref, max_len, &a->data, &len, err)
+                     : wx_error_set(err, WX_ENOTFOUND,
+                                    "%s is not loaded and there is no "
+                                    "store", a->ref);
             if (!rc && len != a->size)
                 rc = wx_error_set(err, WX_ECORRUPT,
                                   "%s has %zu bytes, the artifact says "
@@ -544,6 +561,18 @@ static void count(wx_env *env, bool hit, bool failed)
     pthread_mutex_unlock(&env->mu);
 }
 
+bool wx_env_lookup(wx_env *env, const wx_task *task, wx_sim_return *ret)
+{
+    int64_t start = wx__now_ns();
+
+    memset(ret, 0, sizeof(*ret));
+    if (!cached_result(env, task, ret))
+        return false;
+    set_metrics(ret, 0, start);
+    count(env, true, false);
+    return true;
+}
+
 int wx_env_run(wx_env *env, const wx_task *task, wx_sim_return *ret)
 {
     int64_t start = wx__now_ns();
@@ -552,12 +581,8 @@ int wx_env_run(wx_env *env, const wx_task *task, wx_sim_return *ret)
     const wx__resolved *b = NULL;
     int attempts = 0, rc;
 
-    memset(ret, 0, sizeof(*ret));
-    if (cached_result(env, task, ret)) {
-        set_metrics(ret, 0, start);
-        count(env, true, false);
+    if (wx_env_lookup(env, task, ret))
         return 0;
-    }
     rc = known_bundle_of(env, task->bundle_ref, &b, &err);
     if (!rc)
         rc = run_attempts(env, b, task, ret, &fault, &attempts, &err);
@@ -574,6 +599,58 @@ int wx_env_run(wx_env *env, const wx_task *task, wx_sim_return *ret)
     wx_fault_release(&fault);
     count(env, false, rc != 0);
     return rc;
+}
+
+/* Store an artifact that arrived loaded under its ref; unload it. */
+static int store_loaded(wx_cas *cas, wx_artifact *a, wx_error *err)
+{
+    char ref[WX_CAS_REF_LEN + 1];
+    int rc;
+
+    if (!a->ref || !a->data)
+        return 0;
+    rc = wx_cas_put(cas, a->data, a->size, NULL, ref, err);
+    if (!rc && strcmp(ref, a->ref) != 0)
+        rc = wx_error_set(err, WX_EIO, "the bytes of %s hash to %s", a->ref,
+                          ref);
+    if (rc)
+        return wx_error_prefix(err, WX_EIO, "cannot store a result");
+    wx_free(a->data);
+    a->data = NULL;
+    return 0;
+}
+
+int wx_env_adopt(wx_env *env, const wx_task *task, wx_sim_return *ret,
+                 int status)
+{
+    wx_error err = WX_ERROR_INIT;
+    int rc = 0;
+
+    for (size_t i = 0; !rc && i < ret->n_outputs; i++)
+        rc = store_loaded(env->cas, &ret->outputs[i].art, &err);
+    if (!rc && ret->error_details)
+        rc = store_loaded(env->cas, ret->error_details, &err);
+    if (rc) {
+        json_t *metrics = json_incref(ret->metrics);
+
+        wx_sim_return_release(ret);
+        wx_env_failed(env, task, rc, err.message, ret);
+        json_decref(ret->metrics);
+        ret->metrics = metrics;
+        return rc;
+    }
+    if (!status)
+        cache_result(env, ret);
+    count(env, false, status != 0);
+    return status;
+}
+
+void wx_env_failed(wx_env *env, const wx_task *task, int status,
+                   const char *message, wx_sim_return *ret)
+{
+    wx__create_error_return(task, status, message, NULL, 1, env->cas,
+                            env->inline_max, ret);
+    count(env, false, true);
 }
 
 /* ---- run_aggregation() ---- */
@@ -642,6 +719,31 @@ static void cache_aggregation(wx_env *env, const char *digest,
         wx__log(WX_LOG_WARN, "result cache: %s", err.message);
 }
 
+bool wx_env_lookup_aggregation(wx_env *env, const wx_agg_task *task,
+                               wx_agg_return *ret)
+{
+    char id[WX_AGG_ID_LEN + 1], digest[WX_ID_LEN + 1];
+
+    memset(ret, 0, sizeof(*ret));
+    return env->cache && wx_agg_task_id(task, id, digest, NULL) == 0 &&
+           cached_aggregation(env, digest, ret);
+}
+
+void wx_env_adopt_aggregation(wx_env *env, const wx_agg_task *task,
+                              const wx_agg_return *ret)
+{
+    char id[WX_AGG_ID_LEN + 1], digest[WX_ID_LEN + 1];
+
+    if (env->cache && wx_agg_task_id(task, id, digest, NULL) == 0)
+        cache_aggregation(env, digest, ret);
+}
+
+int wx_env_load_replicates(wx_env *env, wx_agg_task *task, wx_error *err)
+{
+    return wx__resolve_cas_references(env->cas, task->sim_returns,
+                                      task->n_sim_returns, LOAD_MAX, err);
+}
+
 /* A failure before or outside a worker call: type it like the pool does. */
 static int outside_failure(int rc, wx_fault *fault)
 {
@@ -657,28 +759,28 @@ int wx_env_run_aggregation(wx_env *env, const wx_agg_task *task,
 {
     char id[WX_AGG_ID_LEN + 1], digest[WX_ID_LEN + 1];
     const wx__resolved *b = NULL;
-    wx_sim_return *reps = NULL;
+    wx_agg_task copy = *task;
     wx_fault own = {0};
     int rc = wx_agg_task_id(task, id, digest, err);
 
     memset(ret, 0, sizeof(*ret));
     if (!fault)
         fault = &own;
+    copy.sim_returns = NULL;
     if (!rc && cached_aggregation(env, digest, ret))
         return 0;
     if (!rc)
         rc = known_bundle_of(env, task->bundle_ref, &b, err);
     if (!rc)
-        rc = copy_replicates(task, &reps, err);
+        rc = copy_replicates(task, &copy.sim_returns, err);
     if (rc) {
         outside_failure(rc, fault);
-    } else if ((rc = wx__resolve_cas_references(env->cas, reps,
-                                                task->n_sim_returns, LOAD_MAX,
-                                                err)) != 0) {
+    } else if ((rc = wx_env_load_replicates(env, &copy, err)) != 0) {
         /* A replicate's stored output is missing or damaged. */
         outside_failure(WX_EIO, fault);
     } else {
-        rc = aggregate_attempts(env, b, task, reps, ret, fault, err);
+        rc = aggregate_attempts(env, b, task, copy.sim_returns, ret, fault,
+                                err);
     }
     if (!rc) {
         memcpy(ret->aggregation_id, id, sizeof(id));
@@ -688,7 +790,7 @@ int wx_env_run_aggregation(wx_env *env, const wx_agg_task *task,
         cache_aggregation(env, digest, ret);
     if (rc)
         wx_agg_return_release(ret);
-    free_replicates(reps, task->n_sim_returns);
+    free_replicates(copy.sim_returns, task->n_sim_returns);
     wx_fault_release(&own);
     return rc;
 }
@@ -704,17 +806,17 @@ static int open_stores(wx_env *env, const wx_env_options *o, wx_error *err)
     if (!home[0])
         return wx_error_set(err, WX_EINVAL,
                             "no home directory: set WARMEXEC_HOME");
-    env->cas = o->cas;
-    env->cache = o->no_cache ? NULL : o->cache;
+    env->cas = o->forward_bytes ? NULL : o->cas;
+    env->cache = o->no_cache || o->forward_bytes ? NULL : o->cache;
     env->bundles = o->bundles;
-    if (!env->cas) {
+    if (!env->cas && !o->forward_bytes) {
         snprintf(path, sizeof(path), "%s/cas", home);
         rc = wx_cas_open_fs(
             path, (wx_cas_sync)wx_config_int(env->cfg, WX_CONF_CAS_SYNC),
             &env->cas, err);
         env->own_cas = rc == 0;
     }
-    if (!rc && !env->cache && !o->no_cache) {
+    if (!rc && !env->cache && !o->no_cache && !o->forward_bytes) {
         snprintf(path, sizeof(path), "%s/cache.db", home);
         rc = wx_cache_open(path, &env->cache, err);
         env->own_cache = rc == 0;
@@ -778,7 +880,7 @@ void wx_env_close(wx_env *env)
 
 int wx_env_sync(wx_env *env, wx_error *err)
 {
-    return wx_cas_flush(env->cas, err);
+    return env->cas ? wx_cas_flush(env->cas, err) : 0;
 }
 
 int wx_env_health(wx_env *env, json_t **out, wx_error *err)

@@ -726,11 +726,17 @@ static int open_engine(runner *r, const wx_config *cfg, wx_env **env,
 
     if (jobs <= 0)
         jobs = (int)wx_config_int(cfg, WX_CONF_JOBS);
-    if (!rc)
+    if (rc)
+        return rc;
+    if (r->o->make_service) {
+        rc = r->o->make_service(r->o->service_user, *env, &r->svc, &jobs,
+                                err);
+    } else {
         rc = wx_service_local(*env, jobs, (size_t)WX_MAX(jobs, 1) * 4,
                               &r->svc, err);
-    if (!rc && r->o->stop)
-        wx_service_local_cancel_on(r->svc, r->o->stop);
+        if (!rc && r->o->stop)
+            wx_service_local_cancel_on(r->svc, r->o->stop);
+    }
     r->window = (size_t)WX_MAX(jobs, 1) * 8 + 8;
     return rc;
 }

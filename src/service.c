@@ -151,33 +151,6 @@ static int local_submit_sim(wx_service *s, const wx_task *task,
     return 0;
 }
 
-static int copy_agg_task(wx_agg_task *dst, const wx_agg_task *src,
-                         wx_error *err)
-{
-    memset(dst, 0, sizeof(*dst));
-    dst->bundle_ref = wx__strdup(src->bundle_ref);
-    dst->target_entrypoint = wx__strdup(src->target_entrypoint);
-    dst->target_data = json_incref(src->target_data);
-    dst->sim_returns = wx__calloc(src->n_sim_returns ? src->n_sim_returns
-                                                     : 1,
-                                  sizeof(*dst->sim_returns));
-    if (!dst->bundle_ref || !dst->target_entrypoint || !dst->sim_returns) {
-        wx_agg_task_release(dst);
-        return wx_error_set(err, WX_ENOMEM, "out of memory");
-    }
-    for (size_t i = 0; i < src->n_sim_returns; i++) {
-        int rc = wx_sim_return_copy(&dst->sim_returns[i],
-                                    &src->sim_returns[i], err);
-
-        if (rc) {
-            wx_agg_task_release(dst);
-            return rc;
-        }
-        dst->n_sim_returns = i + 1;
-    }
-    return 0;
-}
-
 static int local_submit_agg(wx_service *s, const wx_agg_task *task,
                             wx_agg_done done, void *user, wx_error *err)
 {
@@ -186,7 +159,7 @@ static int local_submit_agg(wx_service *s, const wx_agg_task *task,
 
     if (!j)
         return wx_error_set(err, WX_ENOMEM, "out of memory");
-    rc = copy_agg_task(&j->agg, task, err);
+    rc = wx_agg_task_copy(&j->agg, task, err);
     if (rc) {
         wx_free(j);
         return rc;

@@ -476,6 +476,33 @@ int wx_agg_task_id(const wx_agg_task *t, char out[WX_AGG_ID_LEN + 1],
     return rc;
 }
 
+int wx_agg_task_copy(wx_agg_task *dst, const wx_agg_task *src,
+                     wx_error *err)
+{
+    memset(dst, 0, sizeof(*dst));
+    dst->bundle_ref = wx__strdup(src->bundle_ref);
+    dst->target_entrypoint = wx__strdup(src->target_entrypoint);
+    dst->target_data = json_incref(src->target_data);
+    dst->sim_returns = wx__calloc(src->n_sim_returns ? src->n_sim_returns
+                                                     : 1,
+                                  sizeof(*dst->sim_returns));
+    if (!dst->bundle_ref || !dst->target_entrypoint || !dst->sim_returns) {
+        wx_agg_task_release(dst);
+        return wx_error_set(err, WX_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < src->n_sim_returns; i++) {
+        int rc = wx_sim_return_copy(&dst->sim_returns[i],
+                                    &src->sim_returns[i], err);
+
+        if (rc) {
+            wx_agg_task_release(dst);
+            return rc;
+        }
+        dst->n_sim_returns = i + 1;
+    }
+    return 0;
+}
+
 void wx_agg_task_release(wx_agg_task *t)
 {
     for (size_t i = 0; i < t->n_sim_returns; i++)

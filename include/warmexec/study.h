@@ -26,7 +26,9 @@
 #include <jansson.h>
 
 #include <warmexec/config.h>
+#include <warmexec/env.h>
 #include <warmexec/error.h>
+#include <warmexec/service.h>
 #include <warmexec/visibility.h>
 
 #ifdef __cplusplus
@@ -79,6 +81,15 @@ typedef struct wx_run_progress {
 typedef void (*wx_progress_fn)(void *user, const wx_run_progress *p,
                                bool final);
 
+/*
+ * Makes the service a run dispatches to, instead of the local one: called
+ * once with the run's environment (borrowed), it sets `*out` (freed by
+ * the run) and `*parallel`, how many tasks the service runs at once.  The
+ * MPI service's maker is in warmexec/mpi.h.
+ */
+typedef int (*wx_service_maker)(void *user, wx_env *env, wx_service **out,
+                                int *parallel, wx_error *err);
+
 typedef struct wx_run_options {
     const char *bundle_ref;      /* the bundle; NULL = the SimJob's */
     const char *const *targets;  /* NULL-terminated flags, or NULL */
@@ -90,6 +101,8 @@ typedef struct wx_run_options {
     void *progress_user;
     double progress_interval;    /* seconds between progress calls */
     volatile sig_atomic_t *stop; /* set (e.g. by SIGINT) to stop cleanly */
+    wx_service_maker make_service; /* NULL: the local service */
+    void *service_user;
 } wx_run_options;
 
 /* Failures of one error type. */

@@ -143,6 +143,10 @@ WX_API int wx_agg_task_id(const wx_agg_task *t,
                           char out[WX_AGG_ID_LEN + 1],
                           char full[WX_ID_LEN + 1], wx_error *err);
 
+/* Deep copy into `dst` (overwritten; released on failure).  WX_ENOMEM. */
+WX_API int wx_agg_task_copy(wx_agg_task *dst, const wx_agg_task *src,
+                            wx_error *err);
+
 WX_API void wx_agg_task_release(wx_agg_task *t);
 
 #ifdef __cplusplus

@@ -8,6 +8,10 @@
 
 #include "cli.h"
 
+#ifdef WX_HAVE_MPI
+#include <warmexec/mpi.h>
+#endif
+
 #define MAX_TARGET_FLAGS 64
 
 static const char usage[] =
@@ -191,16 +195,18 @@ static int print_summary_json(const wx_run_summary *s, wx_error *err)
     return rc;
 }
 
+/* What every rank does first (cmd_run has set -j): the bundle. */
+static int setup_engine(cli_ctx *ctx, const run_args *a,
+                        char ref[WX_DIGEST_LEN + 1], wx_error *err)
+{
+    return a->bundle ? cli_bundle_ref(ctx, a->bundle, ref, err) : 0;
+}
+
 static int setup(cli_ctx *ctx, const run_args *a, wx_study *st,
                  char ref[WX_DIGEST_LEN + 1], wx_error *err)
 {
-    int rc = 0;
+    int rc = setup_engine(ctx, a, ref, err);
 
-    if (a->jobs)
-        rc = wx_config_set(ctx->cfg, WX_CONF_JOBS, a->jobs, WX_CONF_FROM_FLAG,
-                           err);
-    if (!rc && a->bundle)
-        rc = cli_bundle_ref(ctx, a->bundle, ref, err);
     if (!rc)
         rc = wx_study_load(a->study,
                            (size_t)wx_config_int(ctx->cfg,
@@ -209,37 +215,43 @@ static int setup(cli_ctx *ctx, const run_args *a, wx_study *st,
     return rc;
 }
 
-int cmd_run(cli_ctx *ctx, int argc, char **argv)
+/* A worker that went away is a crash to report, not a reason to die. */
+static void ignore_sigpipe(void)
 {
-    run_args a = {.out = "results.db"};
+    signal(SIGPIPE, SIG_IGN);
+    wx_pool_sigpipe_ignored();
+}
+
+/* Run the study here, or on the ranks `maker`'s service reaches. */
+static int run_study(cli_ctx *ctx, const run_args *a, wx_service_maker maker)
+{
     char ref[WX_DIGEST_LEN + 1];
     wx_error err = WX_ERROR_INIT;
     wx_run_summary sum = {0};
     wx_study st = {0};
-    bool done, tty = isatty(2);
-    wx_run_options o = {0};
-    int rc = parse(argc, argv, &a, &done);
+    bool tty = isatty(2);
+    wx_run_options o;
+    int rc = setup(ctx, a, &st, ref, &err);
 
-    if (rc || done)
-        return rc;
-    if (a.jobs && wx_config_set(ctx->cfg, WX_CONF_JOBS, a.jobs,
-                                WX_CONF_FROM_FLAG, &err) != 0)
-        return cli_usage_error("run", "-j: %s", err.message);
-    rc = setup(ctx, &a, &st, ref, &err);
     if (rc)
         return cli_fail(&err);
-    o = (wx_run_options){a.bundle ? ref : NULL, a.targets, a.out, a.csv, 0,
-                         a.no_cache, show_progress, &tty,
-                         tty ? 0.2 : 5.0, &stop_flag};
+    o = (wx_run_options){.bundle_ref = a->bundle ? ref : NULL,
+                         .targets = a->targets,
+                         .results_path = a->out,
+                         .csv_dir = a->csv,
+                         .no_cache = a->no_cache,
+                         .progress = show_progress,
+                         .progress_user = &tty,
+                         .progress_interval = tty ? 0.2 : 5.0,
+                         .stop = &stop_flag,
+                         .make_service = maker};
     signal(SIGINT, on_sigint);
-    /* A worker that went away is a crash to report, not a reason to die. */
-    signal(SIGPIPE, SIG_IGN);
-    wx_pool_sigpipe_ignored();
+    ignore_sigpipe();
     rc = wx_study_run(ctx->cfg, &st, &o, &sum, &err);
     signal(SIGINT, SIG_DFL);
     if (!rc || rc == WX_EMODEL || rc == WX_ECANCELED) {
         show_progress(&tty, &sum.progress, true);
-        if (a.json)
+        if (a->json)
             print_summary_json(&sum, &err);
         else
             print_summary(&st, &sum);
@@ -253,4 +265,79 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
     if (rc == WX_EMODEL)
         return EXIT_TASK_FAILED;
     return rc ? cli_fail(&err) : EXIT_OK;
+}
+
+#ifdef WX_HAVE_MPI
+/*
+ * mpirun and srun end a job with SIGTERM when one of its ranks dies: say
+ * what that means for the study before going.
+ */
+static void on_launcher_sigterm(int sig)
+{
+    static const char msg[] =
+        "warmexec: the MPI job is being ended (did a rank die? see the "
+        "launcher's message); every result recorded so far is kept: run "
+        "the same command again to resume\n";
+
+    if (write(2, msg, sizeof(msg) - 1) < 0)
+        return;
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Ranks 1..N-1: serve rank 0, which reports any failure to start. */
+static int serve_rank(cli_ctx *ctx, const run_args *a, int rank)
+{
+    char ref[WX_DIGEST_LEN + 1];
+    wx_error setup_err = WX_ERROR_INIT, err = WX_ERROR_INIT;
+    int rc = setup_engine(ctx, a, ref, &setup_err);
+
+    ignore_sigpipe();
+    if (wx_mpi_serve(ctx->cfg, rc ? &setup_err : NULL, &err) != 0) {
+        wx_error_prefix(&err, err.code, "MPI rank %d", rank);
+        return cli_fail(&err);
+    }
+    return EXIT_OK;
+}
+
+/* Under mpirun or srun: rank 0 runs the study, the others serve it. */
+static int run_mpi(cli_ctx *ctx, const run_args *a)
+{
+    wx_error err = WX_ERROR_INIT;
+    wx_mpi_world w;
+    int rc;
+
+    if (wx_mpi_init(NULL, NULL, &w, &err) != 0)
+        return cli_fail(&err);
+    if (w.size == 1) {
+        rc = run_study(ctx, a, NULL);
+    } else if (w.rank == 0) {
+        signal(SIGTERM, on_launcher_sigterm);
+        rc = run_study(ctx, a, wx_mpi_service_maker);
+        wx_mpi_stop_workers();
+    } else {
+        rc = serve_rank(ctx, a, w.rank);
+    }
+    wx_mpi_finalize();
+    return rc;
+}
+#endif
+
+int cmd_run(cli_ctx *ctx, int argc, char **argv)
+{
+    run_args a = {.out = "results.db"};
+    wx_error err = WX_ERROR_INIT;
+    bool done;
+    int rc = parse(argc, argv, &a, &done);
+
+    if (rc || done)
+        return rc;
+    if (a.jobs && wx_config_set(ctx->cfg, WX_CONF_JOBS, a.jobs,
+                                WX_CONF_FROM_FLAG, &err) != 0)
+        return cli_usage_error("run", "-j: %s", err.message);
+#ifdef WX_HAVE_MPI
+    if (wx_mpi_launched())
+        return run_mpi(ctx, &a);
+#endif
+    return run_study(ctx, &a, NULL);
 }

@@ -43,8 +43,14 @@ WX_API int wx_mpi_init(int *argc, char ***argv, wx_mpi_world *out,
 /* MPI_Finalize. */
 WX_API void wx_mpi_finalize(void);
 
-/* Rank 0: the MPI service's tuning (zero = defaults). */
+/* Rank 0: what the MPI service needs (zero = defaults). */
 typedef struct wx_mpi_options {
+    /*
+     * Rank 0's settings (borrowed), sent to every worker rank, which
+     * applies them over its own except those naming files on its machine
+     * (home, native_runner, python, python_runner).  NULL: none are sent.
+     */
+    const wx_config *cfg;
     /* Tasks outstanding per worker rank; 0 = twice the rank's workers. */
     int window;
 } wx_mpi_options;
@@ -70,13 +76,15 @@ WX_API int wx_mpi_service_maker(void *user, wx_env *env, wx_service **out,
 WX_API void wx_mpi_stop_workers(void);
 
 /*
- * Ranks 1..N-1: serve tasks from rank 0 with a local warm pool (`cfg`
- * borrowed: jobs, timeouts, retries and home for the bundle store) until
- * rank 0 says stop.  With `setup` failed (code non-zero), report its
- * message to rank 0 instead and wait for the stop.  0, or the status of a
- * failure to start the pool or to talk to rank 0.
+ * Ranks 1..N-1: serve tasks from rank 0 with a local warm pool until rank
+ * 0 says stop.  `cfg` (borrowed) receives rank 0's settings first (see
+ * wx_mpi_options); its home holds the bundle store.  With `setup`
+ * non-NULL (this rank could not prepare, say, the bundle), report its
+ * message to rank 0 instead and wait for the stop.  0 also when rank 0
+ * was told of a failure to start (it reports it); otherwise the status
+ * of a failure to talk to rank 0.
  */
-WX_API int wx_mpi_serve(const wx_config *cfg, const wx_error *setup,
+WX_API int wx_mpi_serve(wx_config *cfg, const wx_error *setup,
                         wx_error *err);
 
 #ifdef __cplusplus

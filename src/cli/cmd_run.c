@@ -223,7 +223,8 @@ static void ignore_sigpipe(void)
 }
 
 /* Run the study here, or on the ranks `maker`'s service reaches. */
-static int run_study(cli_ctx *ctx, const run_args *a, wx_service_maker maker)
+static int run_study(cli_ctx *ctx, const run_args *a, wx_service_maker maker,
+                     void *maker_user)
 {
     char ref[WX_DIGEST_LEN + 1];
     wx_error err = WX_ERROR_INIT;
@@ -244,7 +245,8 @@ static int run_study(cli_ctx *ctx, const run_args *a, wx_service_maker maker)
                          .progress_user = &tty,
                          .progress_interval = tty ? 0.2 : 5.0,
                          .stop = &stop_flag,
-                         .make_service = maker};
+                         .make_service = maker,
+                         .service_user = maker_user};
     signal(SIGINT, on_sigint);
     ignore_sigpipe();
     rc = wx_study_run(ctx->cfg, &st, &o, &sum, &err);
@@ -310,10 +312,12 @@ static int run_mpi(cli_ctx *ctx, const run_args *a)
     if (wx_mpi_init(NULL, NULL, &w, &err) != 0)
         return cli_fail(&err);
     if (w.size == 1) {
-        rc = run_study(ctx, a, NULL);
+        rc = run_study(ctx, a, NULL, NULL);
     } else if (w.rank == 0) {
+        wx_mpi_options mo = {.cfg = ctx->cfg};
+
         signal(SIGTERM, on_launcher_sigterm);
-        rc = run_study(ctx, a, wx_mpi_service_maker);
+        rc = run_study(ctx, a, wx_mpi_service_maker, &mo);
         wx_mpi_stop_workers();
     } else {
         rc = serve_rank(ctx, a, w.rank);
@@ -339,5 +343,5 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
     if (wx_mpi_launched())
         return run_mpi(ctx, &a);
 #endif
-    return run_study(ctx, &a, NULL);
+    return run_study(ctx, &a, NULL, NULL);
 }

@@ -262,6 +262,50 @@ static void fault_from_json(const json_t *v, wx_fault *f)
     f->traceback = dup_or_null(tb);
 }
 
+/* ---- settings: rank 0's, except where they name local files ---- */
+
+static bool node_local(int id)
+{
+    return id == WX_CONF_HOME || id == WX_CONF_NATIVE_RUNNER ||
+           id == WX_CONF_PYTHON || id == WX_CONF_PYTHON_RUNNER;
+}
+
+static json_t *settings_of(const wx_config *cfg)
+{
+    wx_buf text = WX_BUF_INIT(1 << 16);
+    json_t *v = json_object();
+
+    for (int id = 0; v && id < WX_CONF__COUNT; id++) {
+        if (node_local(id))
+            continue;
+        wx_buf_reset(&text);
+        if (wx_config_format(cfg, (wx_conf_id)id, &text, NULL) == 0)
+            json_object_set_new(v, wx_conf_entry_get((wx_conf_id)id)->name,
+                                json_string(text.data));
+    }
+    wx_buf_release(&text);
+    return v;
+}
+
+static int apply_settings(wx_config *cfg, json_t *v, wx_error *err)
+{
+    const char *name;
+    json_t *text;
+
+    json_object_foreach (v, name, text) {
+        int id = wx_conf_find(name);
+        int rc;
+
+        if (id < 0 || node_local(id) || !json_is_string(text))
+            continue; /* not a setting this build has */
+        rc = wx_config_set(cfg, (wx_conf_id)id, json_string_value(text),
+                           WX_CONF_FROM_FLAG, err);
+        if (rc)
+            return wx_error_prefix(err, rc, "rank 0's %s", name);
+    }
+    return 0;
+}
+
 /* ---- rank 0: the MPI service ---- */
 
 typedef struct mjob {
@@ -768,6 +812,22 @@ static void mpi_free(wx_service *svc)
 static const wx_service_ops mpi_ops = {mpi_submit_sim, mpi_submit_agg,
                                        mpi_wait, mpi_free};
 
+/* Every worker rank starts with rank 0's settings. */
+static int send_settings(const wx_config *cfg, wx_error *err)
+{
+    wx_buf msg;
+    int rc = encode(&msg, 0,
+                    json_pack("{s:s,s:o}", "k", "settings", "settings",
+                              settings_of(cfg)),
+                    NULL, 0, err);
+
+    for (int r = 1; !rc && r < world_size; r++)
+        MPI_Send(msg.data, (int)msg.len, MPI_BYTE, r, TAG_TASK,
+                 MPI_COMM_WORLD);
+    wx_buf_release(&msg);
+    return rc;
+}
+
 /* Every worker rank's hello: its window, or the first rank's failure. */
 static int read_hellos(mpi_service *s, int window, int *parallel,
                        wx_error *err)
@@ -850,7 +910,9 @@ int wx_mpi_service_maker(void *user, wx_env *env, wx_service **out,
     pthread_cond_init(&s->space, NULL);
     pthread_cond_init(&s->idle, NULL);
     pthread_cond_init(&s->wake, NULL);
-    rc = read_hellos(s, o ? o->window : 0, parallel, err);
+    rc = o && o->cfg ? send_settings(o->cfg, err) : 0;
+    if (!rc)
+        rc = read_hellos(s, o ? o->window : 0, parallel, err);
     s->queue_max = (size_t)*parallel * 4 + 4;
     if (!rc)
         rc = start_threads(s, err);
@@ -1100,23 +1162,35 @@ static int say_hello(json_t *head, wx_error *err)
     return rc;
 }
 
+/* The next message of rank 0 outside serving (its JSON; caller's). */
+static json_t *control_message(void)
+{
+    wx_error err = WX_ERROR_INIT;
+    json_t *head = NULL;
+    wx_buf msg;
+    reader rest;
+
+    if (receive(0, TAG_TASK, &msg, NULL, &err) == 0)
+        decode(&msg, &head, &rest, &err);
+    wx_buf_release(&msg);
+    return head;
+}
+
+static bool is_kind(const json_t *head, const char *kind)
+{
+    const char *k = json_string_value(json_object_get(head, "k"));
+
+    return k && strcmp(k, kind) == 0;
+}
+
 /* After a failed start: wait for rank 0's stop, ignoring anything else. */
 static void wait_for_stop(void)
 {
     for (;;) {
-        wx_error err = WX_ERROR_INIT;
-        json_t *head = NULL;
-        wx_buf msg;
-        reader rest;
-        const char *kind;
-        bool stop;
+        json_t *head = control_message();
+        bool stop = is_kind(head, "stop");
 
-        if (receive(0, TAG_TASK, &msg, NULL, &err) == 0)
-            decode(&msg, &head, &rest, &err);
-        kind = json_string_value(json_object_get(head, "k"));
-        stop = kind && strcmp(kind, "stop") == 0;
         json_decref(head);
-        wx_buf_release(&msg);
         if (stop)
             return;
     }
@@ -1170,14 +1244,26 @@ static int open_server(server *sv, const wx_config *cfg, int *jobs,
     return rc;
 }
 
-int wx_mpi_serve(const wx_config *cfg, const wx_error *setup, wx_error *err)
+int wx_mpi_serve(wx_config *cfg, const wx_error *setup, wx_error *err)
 {
     server sv = {0};
-    int jobs = 0, rc = setup && setup->code ? setup->code : 0;
+    json_t *first = control_message(); /* rank 0's settings, or stop */
+    int jobs = 0, rc = 0;
 
-    if (rc)
+    if (is_kind(first, "stop")) {
+        json_decref(first); /* rank 0 failed before it needed us */
+        return 0;
+    }
+    if (setup) {
         *err = *setup;
-    else
+        rc = setup->code ? setup->code : WX_EINTERNAL;
+    } else if (!is_kind(first, "settings")) {
+        rc = wx_error_set(err, WX_EPROTO, "rank 0 sent no settings");
+    } else {
+        rc = apply_settings(cfg, json_object_get(first, "settings"), err);
+    }
+    json_decref(first);
+    if (!rc)
         rc = open_server(&sv, cfg, &jobs, err);
     pthread_mutex_init(&sv.mu, NULL);
     if (rc) {

@@ -45,13 +45,18 @@ same_as_local() {
     WARMEXEC_HOME="$TMP/home-$name-mpi" run "$code" $MPIRUN -n "$ranks" \
         "$WARMEXEC" run "$file" --bundle "$bundle" \
         --out "$TMP/$name-mpi.db" "$@"
-    # Which worker process ran a task is not part of the result.
-    $DB dump "$TMP/$name-local.db" | sed 's/worker w[0-9]*/worker W/' \
-        >"$TMP/$name-local.txt"
-    $DB dump "$TMP/$name-mpi.db" | sed 's/worker w[0-9]*/worker W/' \
-        >"$TMP/$name-mpi.txt"
-    cmp -s "$TMP/$name-local.txt" "$TMP/$name-mpi.txt" ||
-        fail "$name: the MPI run's database differs from the local one: $(diff "$TMP/$name-local.txt" "$TMP/$name-mpi.txt" | head -6)"
+    same_db "$name"
+}
+
+# same_db NAME: $TMP/NAME-local.db and $TMP/NAME-mpi.db hold the same
+# results (which worker process ran a task is not part of a result).
+same_db() {
+    for side in local mpi; do
+        $DB dump "$TMP/$1-$side.db" | sed 's/worker w[0-9]*/worker W/' \
+            >"$TMP/$1-$side.txt"
+    done
+    cmp -s "$TMP/$1-local.txt" "$TMP/$1-mpi.txt" ||
+        fail "$1: the MPI run's database differs from the local one: $(diff "$TMP/$1-local.txt" "$TMP/$1-mpi.txt" | head -6)"
 }
 
 # --- -n 3 equals a local run, native and Python --------------------------
@@ -83,15 +88,24 @@ same_as_local failing-py 1 3 "$TMP/failing.json" "$SIR_PY" -j 1
     fail "failed Python tasks lack ModelError with the model's message"
 
 # --- timeouts in a worker rank: killed, retried, recorded as Timeout -----
+# The settings are rank 0's alone: the worker ranks receive them from it.
 cat >"$TMP/slow.json" <<'EOF'
 {"model": "noop.model", "scenario": "baseline",
  "parameter_sets": [{"params": {"sleep_ms": 5000}}, {"params": {"bytes": 3}}],
  "n_replicates": 2, "targets": ["noop.targets:size"]}
 EOF
-WARMEXEC_TASK_TIMEOUT=0.3 WARMEXEC_MAX_RETRIES=1 \
-    same_as_local timeout 1 3 "$TMP/slow.json" "$NOOP" -j 1
+settings="WARMEXEC_TASK_TIMEOUT=0.3 WARMEXEC_MAX_RETRIES=1"
+rm -f "$TMP/timeout-local.db" "$TMP/timeout-mpi.db"
+WARMEXEC_HOME="$TMP/home-timeout-local" run 1 env $settings "$WARMEXEC" \
+    run "$TMP/slow.json" --bundle "$NOOP" --out "$TMP/timeout-local.db" -j 1
+WARMEXEC_HOME="$TMP/home-timeout-mpi" run 1 $MPIRUN \
+    -n 1 env $settings "$WARMEXEC" run "$TMP/slow.json" --bundle "$NOOP" \
+    --out "$TMP/timeout-mpi.db" -j 1 : \
+    -n 2 "$WARMEXEC" run "$TMP/slow.json" --bundle "$NOOP" \
+    --out "$TMP/timeout-mpi.db" -j 1
 out_has "2 ok, 2 failed"
 out_has "Timeout"
+same_db timeout
 
 # --- artifacts over inline_max travel to rank 0's CAS --------------------
 cat >"$TMP/big.json" <<'EOF'

@@ -2349,6 +2349,158 @@ static void test_open_errors(void **state)
     assert_null(env);
 }
 
+/* ---- results computed elsewhere (the MPI service's two ends) ---- */
+
+/* An environment without stores, as on an MPI worker rank. */
+static wx_env *forwarding_env(fx *f)
+{
+    wx_env_options o = {.bundles = f->bundles, .forward_bytes = true};
+    wx_error err = WX_ERROR_INIT;
+    wx_env *env = NULL;
+
+    assert_ok(wx_env_open(f->cfg, &o, &env, &err), &err);
+    return env;
+}
+
+/* Big outputs and error details come back loaded under their ref. */
+static void test_forward_bytes(void **state)
+{
+    fx *f = *state;
+    char ref[WX_DIGEST_LEN + 1], hex[65];
+    wx_env *fwd;
+    wx_task t = {0};
+    wx_sim_return r;
+    const wx_artifact *o;
+    bool present = true;
+    wx_error err = WX_ERROR_INIT;
+
+    fx_set(f, WX_CONF_INLINE_MAX_BYTES, "100");
+    fx_fake_bundle(f, ref, NULL);
+    fwd = forwarding_env(f);
+    make_task(&t, ref, SIM_EP, "{\"bytes\": 70000, \"payload\": \"hi\"}", 3,
+              NULL);
+    assert_int_equal(wx_env_run(fwd, &t, &r), 0);
+    o = &output_named(&r, "out")->art;
+    assert_non_null(o->ref);
+    assert_non_null(o->data);
+    assert_int_equal(o->size, 70000);
+    check_pattern(o->data, 70000, 3);
+    sha_hex(o->data, 70000, hex);
+    assert_string_equal(o->checksum, hex);
+    assert_string_equal(o->ref + strlen(WX_CAS_PREFIX), hex);
+    assert_ok(wx_cas_exists(f->cas, o->ref, &present, &err), &err);
+    assert_false(present); /* nothing was stored here */
+    assert_null(output_named(&r, "payload")->art.ref);
+    wx_sim_return_release(&r);
+    wx_task_release(&t);
+
+    make_task(&t, ref, SIM_EP, "{\"fail\": \"too big to inline\"}", 1, NULL);
+    assert_int_equal(wx_env_run(fwd, &t, &r), WX_EMODEL);
+    assert_non_null(r.error_details->ref);
+    assert_non_null(r.error_details->data);
+    assert_true(r.error_details->size > 100);
+    wx_sim_return_release(&r);
+    wx_task_release(&t);
+    wx_env_close(fwd);
+}
+
+/* Adopted results land in the CAS and the cache, as if run here. */
+static void test_adopt(void **state)
+{
+    fx *f = *state;
+    char ref[WX_DIGEST_LEN + 1];
+    wx_env *fwd;
+    wx_task t = {0};
+    wx_sim_return r, hit;
+    json_int_t before;
+
+    fx_fake_bundle(f, ref, NULL);
+    fwd = forwarding_env(f);
+    fx_env(f);
+    make_task(&t, ref, SIM_EP, "{\"bytes\": 70000}", 5, NULL);
+    assert_false(wx_env_lookup(f->env, &t, &hit));
+    assert_int_equal(wx_env_run(fwd, &t, &r), 0);
+    assert_int_equal(wx_env_adopt(f->env, &t, &r, 0), 0);
+    assert_null(output_named(&r, "out")->art.data); /* stored, unloaded */
+    assert_artifact_true(f->cas, &output_named(&r, "out")->art);
+
+    /* Served from the cache with no worker call. */
+    before = leases(f);
+    assert_true(wx_env_lookup(f->env, &t, &hit));
+    assert_int_equal(leases(f), before);
+    assert_true(hit.cached);
+    assert_string_equal(hit.task_id, r.task_id);
+    assert_same_outputs(&r, &hit);
+    wx_sim_return_release(&hit);
+    wx_sim_return_release(&r);
+
+    /* Bytes that do not hash to their ref: a StorageError return. */
+    t.seed = 6;
+    assert_int_equal(wx_env_run(fwd, &t, &r), 0);
+    ((wx_output *)output_named(&r, "out"))->art.data[7] ^= 1;
+    assert_int_equal(wx_env_adopt(f->env, &t, &r, 0), WX_EIO);
+    assert_non_null(r.error);
+    assert_string_equal(r.error->error_type, "StorageError");
+    assert_true(r.error->retryable);
+    assert_int_equal(r.n_outputs, 0);
+    wx_sim_return_release(&r);
+    assert_false(wx_env_lookup(f->env, &t, &hit));
+
+    /* A failure is adopted as it came and never cached. */
+    wx_task_release(&t);
+    make_task(&t, ref, SIM_EP, "{\"fail\": \"no\"}", 1, NULL);
+    assert_int_equal(wx_env_run(fwd, &t, &r), WX_EMODEL);
+    assert_int_equal(wx_env_adopt(f->env, &t, &r, WX_EMODEL), WX_EMODEL);
+    assert_string_equal(r.error->error_type, "ModelError");
+    wx_sim_return_release(&r);
+    assert_false(wx_env_lookup(f->env, &t, &hit));
+    wx_task_release(&t);
+    wx_env_close(fwd);
+}
+
+/* An aggregation: replicates loaded here, run elsewhere, adopted here. */
+static void test_adopt_aggregation(void **state)
+{
+    fx *f = *state;
+    char ref[WX_DIGEST_LEN + 1];
+    wx_sim_return *reps;
+    wx_agg_task a = {0}, loaded;
+    wx_agg_return ret, hit;
+    wx_fault fault = {0};
+    wx_error err = WX_ERROR_INIT;
+    wx_env *fwd;
+
+    fx_fake_bundle(f, ref, NULL);
+    fx_env(f);
+    fwd = forwarding_env(f);
+    reps = run_replicates(f, ref, SIM_EP, "{\"bytes\": 70000}", 4);
+    make_agg(&a, ref, "targets.t:loss", reps, 4, NULL);
+    assert_false(wx_env_lookup_aggregation(f->env, &a, &hit));
+    assert_ok(wx_agg_task_copy(&loaded, &a, &err), &err);
+    assert_ok(wx_env_load_replicates(f->env, &loaded, &err), &err);
+    for (size_t i = 0; i < 4; i++)
+        check_pattern(output_named(&loaded.sim_returns[i], "out")->art.data,
+                      70000, (int64_t)i + 1);
+    /* The forwarding side has no store: it needs the bytes loaded. */
+    assert_int_equal(wx_env_run_aggregation(fwd, &a, &ret, &fault, &err),
+                     WX_ENOTFOUND);
+    assert_string_equal(fault.error_type, "StorageError");
+    wx_fault_release(&fault);
+    assert_ok(wx_env_run_aggregation(fwd, &loaded, &ret, &fault, &err),
+              &err);
+    assert_true(ret.loss == 4.0);
+    wx_env_adopt_aggregation(f->env, &a, &ret);
+    assert_true(wx_env_lookup_aggregation(f->env, &a, &hit));
+    assert_true(hit.loss == ret.loss);
+    assert_string_equal(hit.aggregation_id, ret.aggregation_id);
+    wx_agg_return_release(&hit);
+    wx_agg_return_release(&ret);
+    wx_agg_task_release(&loaded);
+    wx_agg_task_release(&a);
+    free_results(reps, 4);
+    wx_env_close(fwd);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 #define M(name) cmocka_unit_test_setup_teardown(name, setup_mem, teardown)
 
@@ -2394,6 +2546,9 @@ int main(void)
         M(test_one_error_semantics),
         M(test_health),
         M(test_open_errors),
+        M(test_forward_bytes),
+        M(test_adopt),
+        M(test_adopt_aggregation),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

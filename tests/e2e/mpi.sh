@@ -86,6 +86,11 @@ out_has "ModelError"
 same_as_local failing-py 1 3 "$TMP/failing.json" "$SIR_PY" -j 1
 [ "$($DB get "$TMP/failing-py-mpi.db" "SELECT count(*) FROM sims WHERE status = 'error' AND error_type = 'ModelError' AND error_message LIKE '%beta%'")" = 2 ] ||
     fail "failed Python tasks lack ModelError with the model's message"
+# Error details over inline_max: stored in the CAS, left there when the
+# failed replicates go to their aggregation.
+WARMEXEC_INLINE_ARTIFACT_MAX_BYTES=100 \
+    same_as_local failing-cas 1 3 "$TMP/failing.json" "$SIR" -j 1
+out_has "6 ok, 2 failed"
 
 # --- timeouts in a worker rank: killed, retried, recorded as Timeout -----
 # The settings are rank 0's alone: the worker ranks receive them from it.

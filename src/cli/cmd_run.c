@@ -271,15 +271,15 @@ static int run_study(cli_ctx *ctx, const run_args *a, wx_service_maker maker,
 
 #ifdef WX_HAVE_MPI
 /*
- * mpirun and srun end a job with SIGTERM when one of its ranks dies: say
- * what that means for the study before going.
+ * mpirun and srun end a job with SIGTERM when one of its ranks dies, on
+ * Ctrl-C and at a time limit: say what that means for the study.
  */
 static void on_launcher_sigterm(int sig)
 {
     static const char msg[] =
-        "warmexec: the MPI job is being ended (did a rank die? see the "
-        "launcher's message); every result recorded so far is kept: run "
-        "the same command again to resume\n";
+        "warmexec: the MPI launcher is ending the job (a rank that died, "
+        "Ctrl-C or a time limit: see its message); every result recorded "
+        "so far is kept: run the same command again to resume\n";
 
     if (write(2, msg, sizeof(msg) - 1) < 0)
         return;

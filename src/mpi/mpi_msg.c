@@ -14,8 +14,6 @@
 #include "mpi_msg.h"
 
 #define HEADER_LEN 16
-/* Longest pause of a polling loop with nothing to do. */
-#define IDLE_MAX_US 1000
 
 /* ---- messages ---- */
 
@@ -169,11 +167,11 @@ int wx__mpi_receive(int source, int tag, wx_buf *out, int *from,
 }
 
 /* A pause that grows while a polling loop finds nothing to do. */
-void wx__mpi_idle_pause(int *us)
+void wx__mpi_idle_pause(int *us, int max_us)
 {
     struct timespec ts;
 
-    *us = *us ? (*us * 2 > IDLE_MAX_US ? IDLE_MAX_US : *us * 2) : 20;
+    *us = *us ? (*us * 2 > max_us ? max_us : *us * 2) : 20;
     ts.tv_sec = 0;
     ts.tv_nsec = (long)*us * 1000;
     nanosleep(&ts, NULL);

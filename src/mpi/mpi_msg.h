@@ -75,9 +75,15 @@ uint64_t wx__mpi_message_id(const wx_buf *msg);
 int wx__mpi_receive(int source, int tag, wx_buf *out, int *from,
                     wx_error *err);
 
-/* Sleep a little longer each time a polling loop finds nothing to do
- * (from 20 us up to 1 ms); reset `*us` to 0 when it does. */
-void wx__mpi_idle_pause(int *us);
+/*
+ * Sleep a little longer each time a polling loop finds nothing to do, from
+ * 20 us up to `max_us`; reset `*us` to 0 when it does.  A loop expecting
+ * results soon keeps `max_us` small (WX_MPI_PAUSE_BUSY): a result waiting
+ * for the poll costs throughput.  An idle one sleeps longer.
+ */
+#define WX_MPI_PAUSE_BUSY 100
+#define WX_MPI_PAUSE_IDLE 1000
+void wx__mpi_idle_pause(int *us, int max_us);
 
 /* A failed aggregation's fault, both ways; error_type becomes one of the
  * static names ("InternalError" when unknown). */

@@ -29,6 +29,7 @@ typedef struct server {
     pthread_mutex_t mu;
     reply *ready;   /* encoded by the dispatcher threads */
     reply *sending; /* the main thread's */
+    size_t running; /* tasks in the local service (atomic) */
 } server;
 
 /* What a callback needs. */
@@ -87,6 +88,7 @@ static void on_sim(void *user, wx_sim_return *ret, int status)
                     json_pack("{s:i,s:o}", "status", status, "ret", v), ret,
                     1);
     wx_sim_return_release(ret);
+    __atomic_sub_fetch(&q.sv->running, 1, __ATOMIC_RELAXED);
 }
 
 static void on_agg(void *user, wx_agg_return *ret, int status,
@@ -112,6 +114,7 @@ static void on_agg(void *user, wx_agg_return *ret, int status,
                     NULL, 0);
     if (!status)
         wx_agg_return_release(ret);
+    __atomic_sub_fetch(&q.sv->running, 1, __ATOMIC_RELAXED);
 }
 
 /* Read a task of rank 0's and give it to the local service. */
@@ -122,6 +125,9 @@ static int serve_task(server *sv, json_t *head, wx__mpi_reader *rest,
     json_t *v = json_object_get(head, "task");
     request *q = malloc(sizeof(*q));
     int rc = q ? 0 : wx_error_set(err, WX_ENOMEM, "out of memory");
+
+    /* Counted before the submit: the callback may come before it returns. */
+    __atomic_add_fetch(&sv->running, 1, __ATOMIC_RELAXED);
 
     if (!rc && kind && strcmp(kind, "sim") == 0) {
         wx_task task = {0};
@@ -147,8 +153,10 @@ static int serve_task(server *sv, json_t *head, wx__mpi_reader *rest,
         rc = wx_error_set(err, WX_EPROTO, "unknown request '%s'",
                           kind ? kind : "");
     }
-    if (rc)
+    if (rc) {
         free(q);
+        __atomic_sub_fetch(&sv->running, 1, __ATOMIC_RELAXED);
+    }
     return rc;
 }
 
@@ -296,8 +304,10 @@ static void serve_loop(server *sv)
         busy |= pump_results(sv);
         if (busy)
             pause_us = 0;
+        else if (__atomic_load_n(&sv->running, __ATOMIC_RELAXED))
+            wx__mpi_idle_pause(&pause_us, WX_MPI_PAUSE_BUSY);
         else
-            wx__mpi_idle_pause(&pause_us);
+            wx__mpi_idle_pause(&pause_us, WX_MPI_PAUSE_IDLE);
     }
 }
 

@@ -419,7 +419,7 @@ static void *comm_main(void *arg)
         if (busy)
             pause_us = 0;
         else
-            wx__mpi_idle_pause(&pause_us);
+            wx__mpi_idle_pause(&pause_us, WX_MPI_PAUSE_BUSY);
     }
     return NULL;
 }
@@ -574,7 +574,7 @@ static int read_hellos(mpi_service *s, int window, int *parallel,
             rc = wx_error_set(err, WX_ESTART, "MPI rank %d could not start: "
                               "%s", r, why.message);
         jobs = jobs > 0 ? jobs : 1;
-        s->window[r] = window > 0 ? window : (int)(2 * jobs);
+        s->window[r] = window > 0 ? window : (int)(8 * jobs);
         *parallel += (int)jobs;
         json_decref(head);
         wx_buf_release(&msg);

@@ -137,6 +137,16 @@ run 3 $MPIRUN -n 2 "$WARMEXEC" run "$TMP/empty.json" --bundle "$SIR" \
     --out "$TMP/bad.db"
 err_has "parameter_sets: must not be empty"
 
+# A worker rank that cannot start (here: its bundle directory is missing)
+# is named by rank 0, before any task runs.
+rm -f "$TMP/bad.db"
+run 4 $MPIRUN -n 1 "$WARMEXEC" run "$TMP/small.json" --bundle "$SIR" \
+    --out "$TMP/bad.db" : -n 2 "$WARMEXEC" run "$TMP/small.json" \
+    --bundle "$TMP/no-such-bundle" --out "$TMP/bad.db"
+err_has "MPI rank 1 could not start"
+err_has "no-such-bundle"
+[ "$($DB count "$TMP/bad.db")" = 0 ] || fail "tasks ran without all ranks"
+
 # --- a worker rank that dies ends the run; the same command resumes ------
 study "$TMP/huge.json" 100 10
 WARMEXEC_HOME="$TMP/home-whole" "$WARMEXEC" run "$TMP/huge.json" \

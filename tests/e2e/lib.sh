@@ -70,6 +70,32 @@ err_lines() {
     fi
 }
 
+# study FILE SETS REPLICATES [EXTRA_SET_JSON]: a grid study of the SIR model.
+study() {
+    python3 - "$@" <<'PY'
+import json, sys
+path, n_sets, n_rep = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+sets = [{"params": {"beta": 0.1 + 0.4 * i / max(1, n_sets - 1),
+                    "gamma": 0.1}} for i in range(n_sets)]
+if len(sys.argv) > 4:
+    sets.append(json.loads(sys.argv[4]))
+json.dump({"model": "sir.model", "scenario": "baseline",
+           "parameter_sets": sets, "n_replicates": n_rep,
+           "targets": ["targets.incidence:mse"]}, open(path, "w"))
+PY
+}
+
+# wait_recorded DB N: wait (at most about 30 s) until the results database DB
+# holds N simulations.
+wait_recorded() {
+    i=0
+    while [ "$(python3 "$WX_SOURCE_DIR/tests/e2e/study_db.py" count "$1")" \
+        -lt "$2" ] && [ $i -lt 600 ]; do
+        sleep 0.02
+        i=$((i + 1))
+    done
+}
+
 finish() {
     if [ "$failures" -ne 0 ]; then
         echo "$failures of $checks checks failed" >&2

@@ -18,21 +18,6 @@ if [ "${WX_SANITIZE:-}" = ON ]; then
     export LSAN_OPTIONS="suppressions=$WX_SOURCE_DIR/tests/e2e/lsan-openmpi.supp:print_suppressions=0"
 fi
 
-# study FILE SETS REPLICATES [EXTRA_SET_JSON]: a grid study of the SIR model.
-study() {
-    python3 - "$@" <<'PY'
-import json, sys
-path, n_sets, n_rep = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-sets = [{"params": {"beta": 0.1 + 0.4 * i / max(1, n_sets - 1),
-                    "gamma": 0.1}} for i in range(n_sets)]
-if len(sys.argv) > 4:
-    sets.append(json.loads(sys.argv[4]))
-json.dump({"model": "sir.model", "scenario": "baseline",
-           "parameter_sets": sets, "n_replicates": n_rep,
-           "targets": ["targets.incidence:mse"]}, open(path, "w"))
-PY
-}
-
 # same_as_local NAME EXIT RANKS STUDY BUNDLE [ARGS...]: the study run
 # locally and under mpirun with RANKS ranks, each with its own home (no
 # shared cache), exits EXIT and records the same database.
@@ -157,11 +142,7 @@ WARMEXEC_HOME="$TMP/home-dies" $MPIRUN -n 3 "$WARMEXEC" run "$TMP/huge.json" \
     --bundle "$SIR_PY" --out "$TMP/dies.db" -j 1 >"$TMP/dies.out" \
     2>"$TMP/dies.err" &
 pid=$!
-i=0
-while [ "$($DB count "$TMP/dies.db")" -lt 20 ] && [ $i -lt 600 ]; do
-    sleep 0.05
-    i=$((i + 1))
-done
+wait_recorded "$TMP/dies.db" 20
 # Rank 2: the warmexec process whose environment says so.
 for p in $(pgrep -f "warmexec run $TMP/huge.json"); do
     if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null |

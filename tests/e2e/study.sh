@@ -8,21 +8,6 @@ SIR="$WX_BUILD_DIR/examples/bundles/sir"
 SIR_PY="$WX_SOURCE_DIR/examples/bundles/sir-python"
 DB="python3 $WX_SOURCE_DIR/tests/e2e/study_db.py"
 
-# study FILE SETS REPLICATES [EXTRA_SET_JSON]: a grid study of the SIR model.
-study() {
-    python3 - "$@" <<'PY'
-import json, sys
-path, n_sets, n_rep = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-sets = [{"params": {"beta": 0.1 + 0.4 * i / max(1, n_sets - 1),
-                    "gamma": 0.1}} for i in range(n_sets)]
-if len(sys.argv) > 4:
-    sets.append(json.loads(sys.argv[4]))
-json.dump({"model": "sir.model", "scenario": "baseline",
-           "parameter_sets": sets, "n_replicates": n_rep,
-           "targets": ["targets.incidence:mse"]}, open(path, "w"))
-PY
-}
-
 # --- a study on each example bundle: results and summary -----------------
 study "$TMP/small.json" 4 3
 for bundle in "$SIR" "$SIR_PY"; do
@@ -106,11 +91,7 @@ kill_and_resume() {
     WARMEXEC_HOME="$TMP/home-$name" "$WARMEXEC" run "$file" \
         --bundle "$bundle" --out "$TMP/$name-killed.db" -j 2 >/dev/null 2>&1 &
     pid=$!
-    i=0
-    while [ "$($DB count "$TMP/$name-killed.db")" -lt 20 ] && [ $i -lt 600 ]; do
-        sleep 0.02
-        i=$((i + 1))
-    done
+    wait_recorded "$TMP/$name-killed.db" 20
     kill -9 "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
     n=$($DB count "$TMP/$name-killed.db")
@@ -135,11 +116,7 @@ rm -f "$TMP/int.db"
 WARMEXEC_HOME="$TMP/home3" "$WARMEXEC" run "$TMP/big.json" --bundle "$SIR_PY" \
     --out "$TMP/int.db" -j 2 >"$TMP/int.out" 2>"$TMP/int.err" &
 pid=$!
-i=0
-while [ "$($DB count "$TMP/int.db")" -lt 20 ] && [ $i -lt 600 ]; do
-    sleep 0.05
-    i=$((i + 1))
-done
+wait_recorded "$TMP/int.db" 20
 kill -INT "$pid"
 wait "$pid"
 status=$?

@@ -402,6 +402,7 @@ static bool retryable(int rc, const wx_fault *fault)
 /* The ids of a task, computed while its worker runs it. */
 typedef struct ids_job {
     const wx_task *task;
+    const char *sim_root; /* already known, or NULL */
     wx__task_ids ids;
     bool done;
     int rc;
@@ -412,15 +413,23 @@ static void compute_ids(void *ctx)
 {
     ids_job *j = ctx;
 
-    j->rc = wx__task_ids_compute(j->task, &j->ids, &j->err);
+    if (j->sim_root) {
+        memcpy(j->ids.sim_root, j->sim_root, sizeof(j->ids.sim_root));
+        j->rc = wx_task_id(j->sim_root, j->task->entrypoint,
+                           j->task->outputs, j->ids.task_id, &j->err);
+    } else {
+        j->rc = wx__task_ids_compute(j->task, &j->ids, &j->err);
+    }
     j->done = true;
 }
 
 /* One attempt: lease, execute, turn the outputs into a SimReturn. */
 static int attempt(wx_env *env, const wx__resolved *b, const wx_task *task,
-                   wx_sim_return *ret, wx_fault *fault, wx_error *err)
+                   const char *sim_root, wx_sim_return *ret, wx_fault *fault,
+                   wx_error *err)
 {
-    ids_job ids = {.task = task, .err = WX_ERROR_INIT};
+    ids_job ids = {.task = task, .sim_root = sim_root,
+                   .err = WX_ERROR_INIT};
     wx__meanwhile mw = {compute_ids, &ids};
     json_t *result = NULL;
     wx_output *outputs = NULL;
@@ -445,17 +454,21 @@ static int attempt(wx_env *env, const wx__resolved *b, const wx_task *task,
     return rc;
 }
 
-/* Attempts until success, a permanent failure or max_retries retries. */
+/*
+ * Attempts until success, a permanent failure or max_retries retries.
+ * `sim_root`: the task's, when already computed (else NULL).
+ */
 static int run_attempts(wx_env *env, const wx__resolved *b,
-                        const wx_task *task, wx_sim_return *ret,
-                        wx_fault *fault, int *attempts, wx_error *err)
+                        const wx_task *task, const char *sim_root,
+                        wx_sim_return *ret, wx_fault *fault, int *attempts,
+                        wx_error *err)
 {
     for (;;) {
         int rc;
 
         (*attempts)++;
         wx_fault_release(fault);
-        rc = attempt(env, b, task, ret, fault, err);
+        rc = attempt(env, b, task, sim_root, ret, fault, err);
         if (!rc || *attempts > env->max_retries || !retryable(rc, fault))
             return rc;
         wx__log(WX_LOG_WARN, "task %.12s: attempt %d failed (%s), retrying",
@@ -507,13 +520,14 @@ static int known_bundle_of(wx_env *env, const char *ref,
  * repairs the store.  Returns true on a hit.
  */
 static bool cached_result(wx_env *env, const wx_task *task,
-                          wx_sim_return *ret)
+                          const char *sim_root, wx_sim_return *ret)
 {
     wx_error err = WX_ERROR_INIT;
     bool hit = false;
 
-    if (!env->cache || wx_task_sim_root(task, ret->sim_root, &err) != 0)
+    if (!env->cache || !sim_root)
         return false;
+    memcpy(ret->sim_root, sim_root, sizeof(ret->sim_root));
     if (wx_cache_get_sim(env->cache, ret->sim_root, ret, &hit, &err) != 0) {
         wx__log(WX_LOG_WARN, "result cache: %s", err.message);
         return false;
@@ -561,16 +575,24 @@ static void count(wx_env *env, bool hit, bool failed)
     pthread_mutex_unlock(&env->mu);
 }
 
-bool wx_env_lookup(wx_env *env, const wx_task *task, wx_sim_return *ret)
+/* wx_env_lookup() for a task whose sim_root may be known (or NULL). */
+static bool lookup(wx_env *env, const wx_task *task, const char *sim_root,
+                   int64_t start, wx_sim_return *ret)
 {
-    int64_t start = wx__now_ns();
-
     memset(ret, 0, sizeof(*ret));
-    if (!cached_result(env, task, ret))
+    if (!cached_result(env, task, sim_root, ret))
         return false;
     set_metrics(ret, 0, start);
     count(env, true, false);
     return true;
+}
+
+bool wx_env_lookup(wx_env *env, const wx_task *task, wx_sim_return *ret)
+{
+    char root[WX_ID_LEN + 1];
+    bool known = env->cache && wx_task_sim_root(task, root, NULL) == 0;
+
+    return lookup(env, task, known ? root : NULL, wx__now_ns(), ret);
 }
 
 int wx_env_run(wx_env *env, const wx_task *task, wx_sim_return *ret)
@@ -579,13 +601,18 @@ int wx_env_run(wx_env *env, const wx_task *task, wx_sim_return *ret)
     wx_error err = WX_ERROR_INIT;
     wx_fault fault = {0};
     const wx__resolved *b = NULL;
+    char root[WX_ID_LEN + 1];
+    /* With a cache the look-up needs sim_root first; without one it is
+       computed while the worker runs. */
+    bool known = env->cache && wx_task_sim_root(task, root, NULL) == 0;
     int attempts = 0, rc;
 
-    if (wx_env_lookup(env, task, ret))
+    if (lookup(env, task, known ? root : NULL, start, ret))
         return 0;
     rc = known_bundle_of(env, task->bundle_ref, &b, &err);
     if (!rc)
-        rc = run_attempts(env, b, task, ret, &fault, &attempts, &err);
+        rc = run_attempts(env, b, task, known ? root : NULL, ret, &fault,
+                          &attempts, &err);
     if (!rc) {
         cache_result(env, ret);
         rc = wx__select_outputs(task, ret, &err);
@@ -655,25 +682,47 @@ void wx_env_failed(wx_env *env, const wx_task *task, int status,
 
 /* ---- run_aggregation() ---- */
 
-/* Deep copies of the replicates, whose CAS bytes the call then loads. */
-static int copy_replicates(const wx_agg_task *task, wx_sim_return **out,
+/*
+ * The replicates as the worker call needs them, without copying their
+ * bytes: shallow copies that share everything with the task except their
+ * outputs arrays, in which CAS outputs then get their bytes loaded.
+ * Release with release_views(), never wx_sim_return_release().
+ */
+static int view_replicates(const wx_agg_task *task, wx_sim_return **out,
                            wx_error *err)
 {
     size_t n = task->n_sim_returns;
-    wx_sim_return *c = wx__calloc(n ? n : 1, sizeof(*c));
-    int rc = c ? 0 : wx_error_set(err, WX_ENOMEM, "out of memory");
+    wx_sim_return *v = wx__calloc(n ? n : 1, sizeof(*v));
 
-    for (size_t i = 0; !rc && i < n; i++)
-        rc = wx_sim_return_copy(&c[i], &task->sim_returns[i], err);
-    *out = c;
-    return rc;
+    *out = v;
+    for (size_t i = 0; v && i < n; i++) {
+        const wx_sim_return *r = &task->sim_returns[i];
+
+        v[i] = *r;
+        v[i].outputs = wx__calloc(r->n_outputs ? r->n_outputs : 1,
+                                  sizeof(*r->outputs));
+        if (!v[i].outputs) {
+            v[i].n_outputs = 0; /* nothing of ours to release here */
+            return wx_error_set(err, WX_ENOMEM, "out of memory");
+        }
+        if (r->n_outputs)
+            memcpy(v[i].outputs, r->outputs,
+                   r->n_outputs * sizeof(*r->outputs));
+    }
+    return v ? 0 : wx_error_set(err, WX_ENOMEM, "out of memory");
 }
 
-static void free_replicates(wx_sim_return *c, size_t n)
+/* Free the views of `task`'s replicates and the bytes loaded into them. */
+static void release_views(const wx_agg_task *task, wx_sim_return *v)
 {
-    for (size_t i = 0; c && i < n; i++)
-        wx_sim_return_release(&c[i]);
-    wx_free(c);
+    for (size_t i = 0; v && i < task->n_sim_returns; i++) {
+        for (size_t k = 0; k < v[i].n_outputs; k++)
+            if (v[i].outputs[k].art.data !=
+                task->sim_returns[i].outputs[k].art.data)
+                wx_free(v[i].outputs[k].art.data);
+        wx_free(v[i].outputs);
+    }
+    wx_free(v);
 }
 
 static int aggregate_attempts(wx_env *env, const wx__resolved *b,
@@ -772,7 +821,7 @@ int wx_env_run_aggregation(wx_env *env, const wx_agg_task *task,
     if (!rc)
         rc = known_bundle_of(env, task->bundle_ref, &b, err);
     if (!rc)
-        rc = copy_replicates(task, &copy.sim_returns, err);
+        rc = view_replicates(task, &copy.sim_returns, err);
     if (rc) {
         outside_failure(rc, fault);
     } else if ((rc = wx_env_load_replicates(env, &copy, err)) != 0) {
@@ -790,7 +839,7 @@ int wx_env_run_aggregation(wx_env *env, const wx_agg_task *task,
         cache_aggregation(env, digest, ret);
     if (rc)
         wx_agg_return_release(ret);
-    free_replicates(copy.sim_returns, task->n_sim_returns);
+    release_views(task, copy.sim_returns);
     wx_fault_release(&own);
     return rc;
 }

@@ -685,14 +685,17 @@ int wx__pool_call(wx_pool *p, wx__worker *w, const char *method,
                   const json_t *params, const struct iovec *att, size_t n_att,
                   json_t **result, wx_fault *fault, wx_error *err)
 {
-    return wx__pool_call_meanwhile(p, w, method, params, att, n_att, NULL,
+    wx__rpc_params pp = {.json = params};
+
+    return wx__pool_call_meanwhile(p, w, method, &pp, att, n_att, NULL,
                                    result, fault, err);
 }
 
 int wx__pool_call_meanwhile(wx_pool *p, wx__worker *w, const char *method,
-                            const json_t *params, const struct iovec *att,
-                            size_t n_att, const wx__meanwhile *mw,
-                            json_t **result, wx_fault *fault, wx_error *err)
+                            const wx__rpc_params *params,
+                            const struct iovec *att, size_t n_att,
+                            const wx__meanwhile *mw, json_t **result,
+                            wx_fault *fault, wx_error *err)
 {
     int rc = wx__rpc_call_meanwhile(&w->conn, method, params, att, n_att,
                                     wx__deadline_after(p->o.task_timeout),
@@ -834,6 +837,11 @@ int wx_pool_new(const wx_pool_options *opts, wx_pool **out, wx_error *err)
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     pthread_cond_init(&p->spawn_cv, NULL);
+    /* The attachments a pool sends (an aggregation's replicate bytes) stay
+       untouched until the call returns, and a call returns once the
+       worker has read the whole request and replied, or after the worker
+       is discarded: they may be spliced. */
+    wx__frame_splice_attachments();
     if (pthread_create(&p->spawner, NULL, spawner_main, p) != 0) {
         wx_free(p->home);
         wx_free(p);
@@ -990,8 +998,9 @@ int wx__pool_execute_raw(wx_pool *p, const wx_worker_spec *spec,
         return wx_error_set(err, WX_EINVAL, "execute params are not valid");
     rc = wx__pool_lease(p, spec, &w, fault, err);
     if (!rc)
-        rc = wx__pool_call_meanwhile(p, w, "execute", call, NULL, 0, mw,
-                                     result, fault, err);
+        rc = wx__pool_call_meanwhile(p, w, "execute",
+                                     &(wx__rpc_params){.json = call}, NULL, 0,
+                                     mw, result, fault, err);
     if (!rc)
         rc = read_execute_result(p, w, *result, &w->raw, fault, err);
     if (!rc)
@@ -1028,7 +1037,8 @@ int wx_pool_aggregate(wx_pool *p, const wx_worker_spec *spec,
                       wx_fault *fault, wx_error *err)
 {
     struct iovec *att = wx__calloc(WX_FRAME_ATT_MAX, sizeof(*att));
-    json_t *params = NULL, *result = NULL;
+    wx_buf params = WX_BUF_INIT(SIZE_MAX - 1);
+    json_t *result = NULL;
     wx__worker *w = NULL;
     size_t n_att = 0;
     int rc = att ? 0 : wx_error_set(err, WX_ENOMEM, "out of memory");
@@ -1040,8 +1050,10 @@ int wx_pool_aggregate(wx_pool *p, const wx_worker_spec *spec,
                                        target_data, w->attachments, att,
                                        &n_att, &params, err);
     if (!rc)
-        rc = wx__pool_call(p, w, "aggregate", params, att, n_att, &result,
-                           fault, err);
+        rc = wx__pool_call_meanwhile(
+            p, w, "aggregate",
+            &(wx__rpc_params){.text = params.data, .len = params.len}, att,
+            n_att, NULL, &result, fault, err);
     if (!rc) {
         rc = wx__wire_read_agg_result(result, n, ret, err);
         if (rc == WX_EPROTO)
@@ -1052,7 +1064,7 @@ int wx_pool_aggregate(wx_pool *p, const wx_worker_spec *spec,
     }
     if (w)
         wx__pool_release(p, w);
-    json_decref(params);
+    wx_buf_release(&params);
     json_decref(result);
     wx_free(att);
     return rc;

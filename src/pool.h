@@ -37,12 +37,13 @@ int wx__pool_call(wx_pool *p, wx__worker *w, const char *method,
                   const json_t *params, const struct iovec *att, size_t n_att,
                   json_t **result, wx_fault *fault, wx_error *err);
 
-/* wx__pool_call() running `mw` (may be NULL) while the worker works. */
+/* wx__pool_call() with params as JSON text or a value (rpc.h), running
+ * `mw` (may be NULL) while the worker works. */
 int wx__pool_call_meanwhile(wx_pool *p, wx__worker *w, const char *method,
-                            const json_t *params, const struct iovec *att,
-                            size_t n_att, const wx__meanwhile *mw,
-                            json_t **result, wx_fault *fault,
-                            wx_error *err);
+                            const wx__rpc_params *params,
+                            const struct iovec *att, size_t n_att,
+                            const wx__meanwhile *mw, json_t **result,
+                            wx_fault *fault, wx_error *err);
 
 /*
  * Mark a leased worker failed after the caller found its reply broken

@@ -32,7 +32,7 @@ void wx__rpc_conn_release(wx__rpc_conn *c)
 
 /* {"jsonrpc":"2.0","id":N,"method":M,"params":P}, as the original writes. */
 static int format_request(wx_buf *out, int64_t id, const char *method,
-                          const json_t *params, wx_error *err)
+                          const wx__rpc_params *params, wx_error *err)
 {
     int rc;
 
@@ -48,7 +48,10 @@ static int format_request(wx_buf *out, int64_t id, const char *method,
     if (!rc)
         rc = wx_buf_puts(out, ",\"params\":", err);
     if (!rc)
-        rc = wx_json_write(out, params, WX_JSON_ENSURE_ASCII, err);
+        rc = params->text
+                 ? wx_buf_append(out, params->text, params->len, err)
+                 : wx_json_write(out, params->json, WX_JSON_ENSURE_ASCII,
+                                 err);
     return rc ? rc : wx_buf_putc(out, '}', err);
 }
 
@@ -135,15 +138,17 @@ int wx__rpc_call(wx__rpc_conn *c, const char *method, const json_t *params,
                  const struct iovec *att, size_t n_att, int64_t deadline,
                  json_t **result, wx_error *err)
 {
-    return wx__rpc_call_meanwhile(c, method, params, att, n_att, deadline,
-                                  NULL, result, err);
+    wx__rpc_params p = {.json = params};
+
+    return wx__rpc_call_meanwhile(c, method, &p, att, n_att, deadline, NULL,
+                                  result, err);
 }
 
 int wx__rpc_call_meanwhile(wx__rpc_conn *c, const char *method,
-                           const json_t *params, const struct iovec *att,
-                           size_t n_att, int64_t deadline,
-                           const wx__meanwhile *mw, json_t **result,
-                           wx_error *err)
+                           const wx__rpc_params *params,
+                           const struct iovec *att, size_t n_att,
+                           int64_t deadline, const wx__meanwhile *mw,
+                           json_t **result, wx_error *err)
 {
     int64_t id = c->next_id++;
     bool clean_eof;

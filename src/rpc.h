@@ -68,12 +68,23 @@ typedef struct wx__meanwhile {
     void *ctx;
 } wx__meanwhile;
 
+/*
+ * A request's params: `len` bytes of JSON text written as they are when
+ * `text` is set (built without jansson values, for big requests), else
+ * the value `json`.
+ */
+typedef struct wx__rpc_params {
+    const json_t *json;
+    const char *text;
+    size_t len;
+} wx__rpc_params;
+
 /* wx__rpc_call(), running `mw` (may be NULL) while the worker works. */
 int wx__rpc_call_meanwhile(wx__rpc_conn *c, const char *method,
-                           const json_t *params, const struct iovec *att,
-                           size_t n_att, int64_t deadline,
-                           const wx__meanwhile *mw, json_t **result,
-                           wx_error *err);
+                           const wx__rpc_params *params,
+                           const struct iovec *att, size_t n_att,
+                           int64_t deadline, const wx__meanwhile *mw,
+                           json_t **result, wx_error *err);
 
 /*
  * Check a reply body for request `id` (the pure part of wx__rpc_call,

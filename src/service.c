@@ -99,7 +99,10 @@ static void *dispatcher(void *arg)
             l->tail = NULL;
         l->queued--;
         l->running++;
-        pthread_cond_signal(&l->space);
+        /* Wake a waiting submitter only once the queue is half empty: one
+           wake-up (a context switch) per many jobs, not per job. */
+        if (l->queued <= l->queue_max / 2)
+            pthread_cond_signal(&l->space);
         pthread_mutex_unlock(&l->mu);
         run_job(l, j);
         job_free(j);

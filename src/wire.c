@@ -3,10 +3,12 @@
 
 #include <math.h>
 
+#include <warmexec/canon.h>
 #include <warmexec/json.h>
 
 #include "alloc.h"
 #include "b64.h"
+#include "canon.h"
 #include "wire.h"
 
 void wx__outputs_init(wx__outputs *o, size_t max_bytes)
@@ -167,98 +169,144 @@ int wx__wire_read_outputs(const json_t *result, const wx__rpc_conn *conn,
     return rc;
 }
 
-/* An artifact's "inline" value: {"$att": i} or base64 text. */
-static json_t *inline_value(const wx_artifact *a, bool attachments,
-                            struct iovec *att, size_t *n_att)
-{
-    size_t len;
-    char *text;
-    json_t *v;
+/*
+ * A JSON text writer for aggregate params, which can carry thousands of
+ * outputs: straight into the request buffer, no jansson values.  The
+ * first failure sticks in `rc`; later writes do nothing.  Strings are
+ * written ASCII-only, as format_request() writes params.
+ */
+typedef struct jw {
+    wx_buf *b;
+    int rc;
+    wx_error *err;
+} jw;
 
-    if (attachments && *n_att < WX_FRAME_ATT_MAX) {
-        att[*n_att] = (struct iovec){a->data, a->size};
-        return json_pack("{s:I}", "$att", (json_int_t)(*n_att)++);
-    }
-    len = wx__b64_encoded_len(a->size);
-    text = wx__malloc(len + 1);
-    if (!text)
-        return NULL;
-    wx__b64_encode(a->data, a->size, text);
-    v = json_stringn_nocheck(text, len);
-    wx_free(text);
-    return v;
+static void jw_raw(jw *w, const char *s)
+{
+    if (!w->rc)
+        w->rc = wx_buf_puts(w->b, s, w->err);
 }
 
-static json_t *serialize_output(const wx_artifact *a, bool attachments,
-                                struct iovec *att, size_t *n_att)
+static void jw_str(jw *w, const char *s)
 {
-    json_t *inl = inline_value(a, attachments, att, n_att);
+    if (!w->rc)
+        w->rc = wx__canon_string(w->b, s ? s : "", s ? strlen(s) : 0,
+                                 WX_JSON_ENSURE_ASCII, w->err);
+}
 
-    if (!inl)
-        return NULL;
-    return json_pack("{s:I,s:s,s:o,s:o}", "size", (json_int_t)a->size,
-                     "checksum", a->checksum, "inline", inl, "cas_ref",
-                     a->ref ? json_string(a->ref) : json_null());
+static void jw_int(jw *w, int64_t v)
+{
+    if (!w->rc)
+        w->rc = wx__canon_int(w->b, v, w->err);
+}
+
+static void jw_base64(jw *w, const uint8_t *data, size_t n)
+{
+    size_t len = wx__b64_encoded_len(n);
+
+    if (!w->rc)
+        w->rc = wx_buf_reserve(w->b, len + 3, w->err);
+    if (w->rc)
+        return;
+    w->b->data[w->b->len++] = '"';
+    wx__b64_encode(data, n, w->b->data + w->b->len);
+    w->b->len += len;
+    w->b->data[w->b->len++] = '"';
+    w->b->data[w->b->len] = '\0';
+}
+
+/* An artifact's "inline" value: {"$att":i} or base64 text. */
+static void write_inline(jw *w, const wx_artifact *a, bool attachments,
+                         struct iovec *att, size_t *n_att)
+{
+    if (attachments && *n_att < WX_FRAME_ATT_MAX) {
+        att[*n_att] = (struct iovec){a->data, a->size};
+        jw_raw(w, "{\"$att\":");
+        jw_int(w, (int64_t)(*n_att)++);
+        jw_raw(w, "}");
+        return;
+    }
+    jw_base64(w, a->data, a->size);
+}
+
+static void write_output(jw *w, const wx_output *o, bool attachments,
+                         struct iovec *att, size_t *n_att)
+{
+    jw_str(w, o->name);
+    jw_raw(w, ":{\"size\":");
+    jw_int(w, (int64_t)o->art.size);
+    jw_raw(w, ",\"checksum\":");
+    jw_str(w, o->art.checksum);
+    jw_raw(w, ",\"inline\":");
+    write_inline(w, &o->art, attachments, att, n_att);
+    jw_raw(w, ",\"cas_ref\":");
+    if (o->art.ref)
+        jw_str(w, o->art.ref);
+    else
+        jw_raw(w, "null");
+    jw_raw(w, "}");
 }
 
 /* One SimReturn as the evaluator sees it (protocol.md). */
-static int serialize_sim_return(const wx_sim_return *r, bool attachments,
-                                struct iovec *att, size_t *n_att,
-                                json_t **out, wx_error *err)
+static void write_sim_return(jw *w, const wx_sim_return *r, bool attachments,
+                             struct iovec *att, size_t *n_att)
 {
-    json_t *outputs = json_object(), *error;
-
-    for (size_t i = 0; outputs && i < r->n_outputs; i++) {
+    jw_raw(w, "{\"task_id\":");
+    jw_str(w, r->task_id);
+    jw_raw(w, ",\"sim_root\":");
+    jw_str(w, r->sim_root);
+    jw_raw(w, ",\"outputs\":{");
+    for (size_t i = 0; !w->rc && i < r->n_outputs; i++) {
         const wx_artifact *a = &r->outputs[i].art;
-        json_t *o;
 
         if (a->size && !a->data) {
-            json_decref(outputs);
-            return wx_error_set(err, WX_EINVAL,
-                                "output '%s' of %s is not loaded",
-                                r->outputs[i].name, r->task_id);
+            w->rc = wx_error_set(w->err, WX_EINVAL,
+                                 "output '%s' of %s is not loaded",
+                                 r->outputs[i].name, r->task_id);
+            return;
         }
-        o = serialize_output(a, attachments, att, n_att);
-        if (!o || json_object_set_new(outputs, r->outputs[i].name, o)) {
-            json_decref(outputs);
-            outputs = NULL;
-        }
+        if (i)
+            jw_raw(w, ",");
+        write_output(w, &r->outputs[i], attachments, att, n_att);
     }
-    error = r->error ? json_pack("{s:s,s:s}", "error_type",
-                                 r->error->error_type, "message",
-                                 r->error->message)
-                     : json_null();
-    *out = json_pack("{s:s,s:s,s:o,s:o}", "task_id", r->task_id, "sim_root",
-                     r->sim_root, "outputs", outputs, "error", error);
-    return *out ? 0 : wx_error_set(err, WX_ENOMEM, "out of memory");
+    jw_raw(w, "},\"error\":");
+    if (r->error) {
+        jw_raw(w, "{\"error_type\":");
+        jw_str(w, r->error->error_type);
+        jw_raw(w, ",\"message\":");
+        jw_str(w, r->error->message);
+        jw_raw(w, "}");
+    } else {
+        jw_raw(w, "null");
+    }
+    jw_raw(w, "}");
 }
 
 int wx__wire_aggregate_params(const char *target,
                               const wx_sim_return *sim_returns, size_t n,
                               const json_t *target_data, bool attachments,
-                              struct iovec *att, size_t *n_att,
-                              json_t **params, wx_error *err)
+                              struct iovec *att, size_t *n_att, wx_buf *out,
+                              wx_error *err)
 {
-    json_t *list = json_array();
-    int rc = list ? 0 : wx_error_set(err, WX_ENOMEM, "out of memory");
+    jw w = {out, 0, err};
 
     *n_att = 0;
-    for (size_t i = 0; !rc && i < n; i++) {
-        json_t *sr;
-
-        rc = serialize_sim_return(&sim_returns[i], attachments, att, n_att,
-                                  &sr, err);
-        if (!rc && json_array_append_new(list, sr) != 0)
-            rc = wx_error_set(err, WX_ENOMEM, "out of memory");
+    wx_buf_reset(out);
+    jw_raw(&w, "{\"target_entrypoint\":");
+    jw_str(&w, target);
+    jw_raw(&w, ",\"sim_returns\":[");
+    for (size_t i = 0; !w.rc && i < n; i++) {
+        if (i)
+            jw_raw(&w, ",");
+        write_sim_return(&w, &sim_returns[i], attachments, att, n_att);
     }
-    if (rc) {
-        json_decref(list);
-        return rc;
-    }
-    *params = json_pack("{s:s,s:o,s:O}", "target_entrypoint", target,
-                        "sim_returns", list, "target_data",
-                        target_data ? target_data : json_null());
-    return *params ? 0 : wx_error_set(err, WX_ENOMEM, "out of memory");
+    jw_raw(&w, "],\"target_data\":");
+    if (!w.rc && target_data)
+        w.rc = wx_json_write(out, target_data, WX_JSON_ENSURE_ASCII, err);
+    else
+        jw_raw(&w, "null");
+    jw_raw(&w, "}");
+    return w.rc;
 }
 
 /* Diagnostics, with the evaluator's per-replicate losses if it gave any. */

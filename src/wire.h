@@ -55,16 +55,16 @@ int wx__wire_read_outputs(const json_t *result, const wx__rpc_conn *conn,
                           wx__outputs *out, wx_error *err);
 
 /*
- * Build aggregate params.  Every output's bytes must be loaded.  With
- * `attachments`, the bytes travel as attachments listed in `att` (room for
- * WX_FRAME_ATT_MAX; `*n_att` set), else as base64.  `*params` is the
- * caller's.
+ * Write aggregate params as JSON text into `out` (reset first).  Every
+ * output's bytes must be loaded (WX_EINVAL).  With `attachments`, the
+ * bytes travel as attachments listed in `att` (room for WX_FRAME_ATT_MAX;
+ * `*n_att` set), else as base64.
  */
 int wx__wire_aggregate_params(const char *target,
                               const wx_sim_return *sim_returns, size_t n,
                               const json_t *target_data, bool attachments,
-                              struct iovec *att, size_t *n_att,
-                              json_t **params, wx_error *err);
+                              struct iovec *att, size_t *n_att, wx_buf *out,
+                              wx_error *err);
 
 /*
  * Read an aggregate result into `ret` (loss, diagnostics, n_replicates =

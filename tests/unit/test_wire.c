@@ -536,6 +536,21 @@ static void reps_init(reps *r)
     r->sr[2].error = &r->e2;
 }
 
+/* wx__wire_aggregate_params(), its text read back as a JSON value. */
+static int agg_params(const char *target, const wx_sim_return *sr, size_t n,
+                      const json_t *td, bool attachments, struct iovec *att,
+                      size_t *n_att, json_t **params, wx_error *err)
+{
+    wx_buf text = WX_BUF_INIT(SIZE_MAX - 1);
+    int rc = wx__wire_aggregate_params(target, sr, n, td, attachments, att,
+                                       n_att, &text, err);
+
+    if (!rc)
+        rc = wx_json_parse(text.data, text.len, params, err);
+    wx_buf_release(&text);
+    return rc;
+}
+
 static void test_aggregate_params_base64(void **state)
 {
     reps r;
@@ -547,8 +562,8 @@ static void test_aggregate_params_base64(void **state)
 
     (void)state;
     reps_init(&r);
-    assert_ok(wx__wire_aggregate_params("targets.t:loss", r.sr, 3, td, false,
-                                        att, &n_att, &params, &err),
+    assert_ok(agg_params("targets.t:loss", r.sr, 3, td, false, att, &n_att,
+                         &params, &err),
               &err);
     assert_int_equal(n_att, 0);
     big64 = b64(r.big, sizeof(r.big));
@@ -572,10 +587,20 @@ static void test_aggregate_params_base64(void **state)
     wx_free(text);
     json_decref(params);
     free(big64);
+    /* The text itself, not only its value, is what Python writes. */
+    {
+        wx_buf raw = WX_BUF_INIT(SIZE_MAX - 1);
+
+        assert_ok(wx__wire_aggregate_params("targets.t:loss", r.sr, 3, td,
+                                            false, att, &n_att, &raw, &err),
+                  &err);
+        assert_string_equal(raw.data, expected);
+        wx_buf_release(&raw);
+    }
 
     /* No target data: null. */
-    assert_ok(wx__wire_aggregate_params("targets.t:loss", r.sr + 1, 1, NULL,
-                                        false, att, &n_att, &params, &err),
+    assert_ok(agg_params("targets.t:loss", r.sr + 1, 1, NULL, false, att,
+                         &n_att, &params, &err),
               &err);
     assert_true(json_is_null(json_object_get(params, "target_data")));
     json_decref(params);
@@ -592,8 +617,8 @@ static void test_aggregate_params_attachments(void **state)
 
     (void)state;
     reps_init(&r);
-    assert_ok(wx__wire_aggregate_params("targets.t:loss", r.sr, 3, NULL, true,
-                                        att, &n_att, &params, &err),
+    assert_ok(agg_params("targets.t:loss", r.sr, 3, NULL, true, att, &n_att,
+                         &params, &err),
               &err);
     assert_int_equal(n_att, 3);
     list = json_object_get(params, "sim_returns");
@@ -649,9 +674,8 @@ static void test_aggregate_params_unloaded(void **state)
         reps_init(&r);
         r.o0[1].art.data = NULL;
         params = NULL;
-        assert_fails(wx__wire_aggregate_params("targets.t:loss", r.sr, 3,
-                                               NULL, mode, att, &n_att,
-                                               &params, &err),
+        assert_fails(agg_params("targets.t:loss", r.sr, 3, NULL, mode, att,
+                                &n_att, &params, &err),
                      WX_EINVAL, &err, "output 'big' of t0 is not loaded");
         assert_null(params);
     }
@@ -709,9 +733,8 @@ static void test_aggregate_params_attachment_overflow(void **state)
 
     (void)state;
     many_init(m, 13, 79); /* 1027 outputs */
-    assert_ok(wx__wire_aggregate_params("targets.t:loss", m->sr, m->n_sr,
-                                        NULL, true, att, &n_att, &params,
-                                        &err),
+    assert_ok(agg_params("targets.t:loss", m->sr, m->n_sr, NULL, true, att,
+                         &n_att, &params, &err),
               &err);
     assert_int_equal(n_att, WX_FRAME_ATT_MAX);
     list = json_object_get(params, "sim_returns");
@@ -761,9 +784,9 @@ static void aggregate_round_trip(const wx_sim_return *sr, size_t n,
 
     memset(&ret, 0, sizeof(ret));
     assert_ok(wx__pool_lease(f->pool, &f->spec, &w, &fault, &err), &err);
-    assert_ok(wx__wire_aggregate_params("targets.t:loss", sr, n, NULL,
-                                        wx__worker_attachments(w), att,
-                                        &n_att, &params, &err),
+    assert_ok(agg_params("targets.t:loss", sr, n, NULL,
+                         wx__worker_attachments(w), att, &n_att, &params,
+                         &err),
               &err);
     if (compat)
         assert_int_equal(n_att, 0);

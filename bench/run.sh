@@ -106,11 +106,11 @@ b3_full=$(repeat "$runs" "$bin/bench_exec" artifact "$work/home" "$noop" \
 
 # ---- B4 ----
 log "B4 aggregation"
-b4=$(repeat "$runs" "$bin/bench_exec" aggregate "$work/home" "$noop" 100 10240 50 | median)
+b4=$(repeat "$runs" "$bin/bench_exec" aggregate "$work/home" "$noop" 100 10240 200 | median)
 
 # ---- B5 ----
 log "B5 cold start"
-b5_native=$(repeat "$runs" "$bin/bench_exec" start "$work/home" "$noop" 30 | median)
+b5_native=$(repeat "$runs" "$bin/bench_exec" start "$work/home" "$noop" 100 | median)
 b5_python=$(repeat "$runs" "$bin/bench_exec" start "$work/home" "$sir_python" 5 | median)
 b5_fork=$(repeat "$runs" "$bin/bench_exec" forkexec "$bin/bench_trivial" 200 | median)
 

@@ -251,15 +251,77 @@ static int wait_fd(int fd, short events, int64_t deadline, wx_error *err)
     }
 }
 
-/* read() at most n bytes; returns bytes read (0 = end of file) or < 0. */
-static ssize_t read_some(int fd, char *buf, size_t n, int64_t deadline,
-                         bool wait_first, wx_error *err)
-{
-    if (wait_first) {
-        int rc = wait_fd(fd, POLLIN, deadline, err);
+/*
+ * A reply to a short task comes within tens of microseconds, and sleeping
+ * in poll() to be woken costs about as much again (on a VM the wake-up
+ * is an interrupt to another CPU): before sleeping, a reader retries a
+ * non-blocking read for up to SPIN_NS, if fewer than half the CPUs are
+ * doing so already (the workers need the others).  Measured on the noop
+ * bundle: 29 -> 20 us per warm task; `warmexec run` -j 1 7,800 -> 10,200
+ * tasks/s, -j 2 unchanged.
+ */
+#define SPIN_NS 30000
 
-        if (rc)
-            return rc;
+static atomic_int spinners;
+static atomic_int spin_slots; /* 0 until computed: CPUs / 2, at least 1 */
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static bool take_spin_slot(void)
+{
+    int slots = atomic_load_explicit(&spin_slots, memory_order_relaxed);
+
+    if (!slots) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+        slots = cpus >= 4 ? (int)(cpus / 2) : 1;
+        atomic_store_explicit(&spin_slots, slots, memory_order_relaxed);
+    }
+    if (atomic_fetch_add(&spinners, 1) < slots)
+        return true;
+    atomic_fetch_sub(&spinners, 1);
+    return false;
+}
+
+/* A read that spins briefly (see SPIN_NS); -1 with errno as read(2). */
+static ssize_t spin_read(int fd, char *buf, size_t n)
+{
+    int64_t until;
+    ssize_t got;
+
+    if (!take_spin_slot()) {
+        errno = EAGAIN;
+        return -1;
+    }
+    until = wx__now_ns() + SPIN_NS;
+    while ((got = read(fd, buf, n)) < 0 && errno == EAGAIN &&
+           wx__now_ns() < until)
+        cpu_relax();
+    atomic_fetch_sub(&spinners, 1);
+    return got;
+}
+
+/*
+ * read() at most n bytes; returns bytes read (0 = end of file) or < 0.
+ * `spin_first`: a reply is expected soon on a non-blocking fd.
+ */
+static ssize_t read_some(int fd, char *buf, size_t n, int64_t deadline,
+                         bool spin_first, wx_error *err)
+{
+    if (spin_first) {
+        ssize_t got = spin_read(fd, buf, n);
+
+        if (got >= 0)
+            return got;
+        if (errno != EAGAIN && errno != EINTR)
+            return wx_error_set_sys(err, WX_EIO, errno, "read");
     }
     for (;;) {
         ssize_t got = read(fd, buf, n);
@@ -299,9 +361,9 @@ static int read_header(wx__frame_reader *r, wx__frame_header *h,
             r->ahead_pos = 0;
         }
         /* A new frame with a deadline (a reply still being computed, on
-         * a non-blocking fd) is usually not there yet: waiting first
-         * saves a read that would fail.  Without a deadline (a runner
-         * waiting for requests) a blocking read waits by itself. */
+         * a non-blocking fd) is usually not there yet but soon: spin
+         * briefly before polling.  Without a deadline (a runner waiting
+         * for requests) a blocking read waits by itself. */
         got = read_some(r->fd, r->ahead + r->ahead_len,
                         WX_FRAME_AHEAD - r->ahead_len, deadline,
                         r->ahead_len == 0 && deadline != WX_NO_DEADLINE,

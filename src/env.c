@@ -808,27 +808,27 @@ int wx_env_run_aggregation(wx_env *env, const wx_agg_task *task,
 {
     char id[WX_AGG_ID_LEN + 1], digest[WX_ID_LEN + 1];
     const wx__resolved *b = NULL;
-    wx_agg_task copy = *task;
+    wx_agg_task view = *task;
     wx_fault own = {0};
     int rc = wx_agg_task_id(task, id, digest, err);
 
     memset(ret, 0, sizeof(*ret));
     if (!fault)
         fault = &own;
-    copy.sim_returns = NULL;
+    view.sim_returns = NULL;
     if (!rc && cached_aggregation(env, digest, ret))
         return 0;
     if (!rc)
         rc = known_bundle_of(env, task->bundle_ref, &b, err);
     if (!rc)
-        rc = view_replicates(task, &copy.sim_returns, err);
+        rc = view_replicates(task, &view.sim_returns, err);
     if (rc) {
         outside_failure(rc, fault);
-    } else if ((rc = wx_env_load_replicates(env, &copy, err)) != 0) {
+    } else if ((rc = wx_env_load_replicates(env, &view, err)) != 0) {
         /* A replicate's stored output is missing or damaged. */
         outside_failure(WX_EIO, fault);
     } else {
-        rc = aggregate_attempts(env, b, task, copy.sim_returns, ret, fault,
+        rc = aggregate_attempts(env, b, task, view.sim_returns, ret, fault,
                                 err);
     }
     if (!rc) {
@@ -839,7 +839,7 @@ int wx_env_run_aggregation(wx_env *env, const wx_agg_task *task,
         cache_aggregation(env, digest, ret);
     if (rc)
         wx_agg_return_release(ret);
-    release_views(task, copy.sim_returns);
+    release_views(task, view.sim_returns);
     wx_fault_release(&own);
     return rc;
 }

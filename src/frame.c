@@ -317,11 +317,16 @@ static ssize_t read_some(int fd, char *buf, size_t n, int64_t deadline,
 {
     if (spin_first) {
         ssize_t got = spin_read(fd, buf, n);
+        int rc = 0;
 
         if (got >= 0)
             return got;
-        if (errno != EAGAIN && errno != EINTR)
-            return wx_error_set_sys(err, WX_EIO, errno, "read");
+        if (errno == EAGAIN) /* nothing yet: sleep until there is */
+            rc = wait_fd(fd, POLLIN, deadline, err);
+        else if (errno != EINTR)
+            rc = wx_error_set_sys(err, WX_EIO, errno, "read");
+        if (rc)
+            return rc;
     }
     for (;;) {
         ssize_t got = read(fd, buf, n);

@@ -99,9 +99,13 @@ static void on_agg(void *user, wx_agg_return *ret, int status,
     json_t *v = NULL;
 
     free(user);
-    if (!status && wx_agg_return_to_json(ret, &v, &own) != 0) {
-        status = own.code;
-        err = &own;
+    if (!status) {
+        /* The return is ours whatever its JSON becomes. */
+        if (wx_agg_return_to_json(ret, &v, &own) != 0) {
+            status = own.code;
+            err = &own;
+        }
+        wx_agg_return_release(ret);
     }
     if (!status)
         send_result(q.sv, q.id, json_pack("{s:i,s:o}", "status", 0, "ret", v),
@@ -112,8 +116,6 @@ static void on_agg(void *user, wx_agg_return *ret, int status,
                               err->message, "fault",
                               wx__mpi_fault_to_json(fault)),
                     NULL, 0);
-    if (!status)
-        wx_agg_return_release(ret);
     __atomic_sub_fetch(&q.sv->running, 1, __ATOMIC_RELAXED);
 }
 

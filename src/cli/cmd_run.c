@@ -222,9 +222,29 @@ static void ignore_sigpipe(void)
     wx_pool_sigpipe_ignored();
 }
 
-/* Run the study here, or on the ranks `maker`'s service reaches. */
+/*
+ * A distributed run says up front that it can be resumed: when a rank dies
+ * the launcher kills the others, and what rank 0 writes then may not reach
+ * the job's output before the launcher exits.
+ */
+static void announce_ranks(int ranks)
+{
+    if (ranks == 2)
+        fputs("warmexec: 2 MPI ranks: rank 0 records results, rank 1 runs "
+              "tasks", stderr);
+    else
+        fprintf(stderr, "warmexec: %d MPI ranks: rank 0 records results, "
+                "ranks 1-%d run tasks", ranks, ranks - 1);
+    fputs("; if the job ends early, run the same command again to "
+          "resume\n", stderr);
+}
+
+/*
+ * Run the study here, or on the `ranks` MPI ranks `maker`'s service
+ * reaches (0: a local run).
+ */
 static int run_study(cli_ctx *ctx, const run_args *a, wx_service_maker maker,
-                     void *maker_user)
+                     void *maker_user, int ranks)
 {
     char ref[WX_DIGEST_LEN + 1];
     wx_error err = WX_ERROR_INIT;
@@ -236,6 +256,8 @@ static int run_study(cli_ctx *ctx, const run_args *a, wx_service_maker maker,
 
     if (rc)
         return cli_fail(&err);
+    if (ranks > 1)
+        announce_ranks(ranks);
     o = (wx_run_options){.bundle_ref = a->bundle ? ref : NULL,
                          .targets = a->targets,
                          .results_path = a->out,
@@ -312,12 +334,12 @@ static int run_mpi(cli_ctx *ctx, const run_args *a)
     if (wx_mpi_init(NULL, NULL, &w, &err) != 0)
         return cli_fail(&err);
     if (w.size == 1) {
-        rc = run_study(ctx, a, NULL, NULL);
+        rc = run_study(ctx, a, NULL, NULL, 0);
     } else if (w.rank == 0) {
         wx_mpi_options mo = {.cfg = ctx->cfg};
 
         signal(SIGTERM, on_launcher_sigterm);
-        rc = run_study(ctx, a, wx_mpi_service_maker, &mo);
+        rc = run_study(ctx, a, wx_mpi_service_maker, &mo, w.size);
         wx_mpi_stop_workers();
     } else {
         rc = serve_rank(ctx, a, w.rank);
@@ -343,5 +365,5 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
     if (wx_mpi_launched())
         return run_mpi(ctx, &a);
 #endif
-    return run_study(ctx, &a, NULL, NULL);
+    return run_study(ctx, &a, NULL, NULL, 0);
 }

@@ -49,6 +49,7 @@ same_db() {
 study "$TMP/small.json" 6 4
 same_as_local native 0 3 "$TMP/small.json" "$SIR" -j 2
 out_has "24 ok, 0 failed"
+err_has "3 MPI ranks: rank 0 records results, ranks 1-2 run tasks"
 out_has "aggregations 6 ok, 0 failed"
 same_as_local python 0 3 "$TMP/small.json" "$SIR_PY" -j 1
 out_has "24 ok, 0 failed"
@@ -59,10 +60,12 @@ out_has '"resumed":24'
 
 # --- one worker rank; more ranks than tasks; one rank (local mode) -------
 same_as_local one-worker 0 2 "$TMP/small.json" "$SIR" -j 2
+err_has "2 MPI ranks: rank 0 records results, rank 1 runs tasks"
 study "$TMP/tiny.json" 1 1
 same_as_local more-ranks 0 4 "$TMP/tiny.json" "$SIR" -j 1
 out_has "1 ok, 0 failed"
 same_as_local one-rank 0 1 "$TMP/tiny.json" "$SIR"
+grep -q "MPI ranks" "$TMP/err" && fail "one rank announced MPI ranks"
 
 # --- failing tasks: the model's errors, recorded as in local mode --------
 study "$TMP/failing.json" 3 2 '{"params": {"beta": -1, "gamma": 0.1}}'
@@ -159,6 +162,8 @@ n=$($DB count "$TMP/dies.db")
     fail "the rank did not die mid-study ($n of 1000 recorded)"
 grep -q "rank 2" "$TMP/dies.err" ||
     fail "no message names the dead rank: $(cat "$TMP/dies.err")"
+# The hint rank 0 gives at the start: what it writes as the launcher kills
+# it may not reach the job's output.
 grep -q "run the same command again to resume" "$TMP/dies.err" ||
     fail "no resume hint after a rank died: $(cat "$TMP/dies.err")"
 WARMEXEC_HOME="$TMP/home-dies" run 0 $MPIRUN -n 3 "$WARMEXEC" run \

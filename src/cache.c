@@ -32,13 +32,15 @@
  * connection: one transaction per put costs more than a trivial task,
  * and a caller never waits for the disk.  A group is written once it has
  * PENDING_MAX entries or PENDING_BYTES, or is PENDING_MS old; and before
- * anything reads a pending key or changes the table (cache.h).
+ * anything reads a pending key or changes the table (cache.h).  Each
+ * group rewrites the index pages it touches: bigger groups write less
+ * (docs/cas.md).
  */
-#define PENDING_MAX 1024
+#define PENDING_MAX 4096
 #define PENDING_MS 200
 #define PENDING_BYTES ((size_t)64 << 20)
 /* Open-addressing index of the queued keys (a power of two). */
-#define PENDING_SLOTS 4096
+#define PENDING_SLOTS 8192
 /*
  * Reads share one read transaction for up to READ_MS or READ_MAX reads:
  * starting one per lookup costs file locking, more than the lookup.  An

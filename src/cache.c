@@ -21,6 +21,7 @@
 #include "fs.h"
 #include "hash.h"
 #include "log.h"
+#include "result.h"
 
 #define SCHEMA_VERSION 1
 /* How long a statement waits for another process's write lock. */
@@ -723,17 +724,23 @@ static int fetch(wx_cache *c, enum stmt_id id, const char *table,
     return rc;
 }
 
+/* An entry's text outgrew MAX_ENTRY_BYTES: say so in the cache's terms. */
+static int entry_limit(int rc, wx_error *err)
+{
+    if (rc == WX_ETOOBIG)
+        return wx_error_set(err, WX_ETOOBIG,
+                            "cache: entry larger than %zu bytes",
+                            MAX_ENTRY_BYTES);
+    return rc;
+}
+
 /* The canonical JSON text of `v` (consumed), bounded by MAX_ENTRY_BYTES. */
 static int entry_text(json_t *v, wx_buf *text, wx_error *err)
 {
     int rc = wx_json_canonical(text, v, err);
 
     json_decref(v);
-    if (rc == WX_ETOOBIG)
-        return wx_error_set(err, WX_ETOOBIG,
-                            "cache: entry larger than %zu bytes",
-                            MAX_ENTRY_BYTES);
-    return rc;
+    return entry_limit(rc, err);
 }
 
 int wx_cache_get_sim(wx_cache *c, const char *sim_root, wx_sim_return *out,
@@ -765,7 +772,6 @@ int wx_cache_get_sim(wx_cache *c, const char *sim_root, wx_sim_return *out,
 int wx_cache_put_sim(wx_cache *c, const wx_sim_return *r, wx_error *err)
 {
     wx_buf text = WX_BUF_INIT(MAX_ENTRY_BYTES);
-    json_t *v = NULL;
     int rc;
 
     if (r->error)
@@ -776,9 +782,8 @@ int wx_cache_put_sim(wx_cache *c, const wx_sim_return *r, wx_error *err)
     rc = wx_sim_return_validate(r, err);
     if (rc)
         return wx_error_prefix(err, rc, "cache: SimReturn");
-    rc = wx_sim_return_to_json(r, &v, err);
-    if (!rc)
-        rc = entry_text(v, &text, err);
+    /* Written directly, not through jansson values: one per task. */
+    rc = entry_limit(wx__sim_return_canonical(r, &text, err), err);
     if (!rc)
         rc = queue_put(c, ST_PUT_SIM, r->sim_root, r->task_id, &text, err);
     wx_buf_release(&text);

@@ -8,6 +8,8 @@
 #include <warmexec/json.h>
 
 #include "alloc.h"
+#include "b64.h"
+#include "json.h"
 #include "canon.h"
 #include "num.h"
 
@@ -312,4 +314,52 @@ int wx_json_write(wx_buf *out, const json_t *v, unsigned flags,
 int wx_json_canonical(wx_buf *out, const json_t *v, wx_error *err)
 {
     return wx_json_write(out, v, WX_JSON_SORT_KEYS, err);
+}
+
+/* ---- the fixed-shape writer ---- */
+
+void wx__jw_raw(wx__jw *w, const char *s)
+{
+    if (!w->rc)
+        w->rc = wx_buf_puts(w->b, s, w->err);
+}
+
+void wx__jw_str(wx__jw *w, const char *s)
+{
+    size_t len = s ? strlen(s) : 0;
+
+    if (w->rc)
+        return;
+    /* Unlike a jansson string, `s` was never checked. */
+    if (!wx__utf8_valid(s, len))
+        w->rc = wx_error_set(w->err, WX_EINVAL, "string is not valid UTF-8");
+    else
+        w->rc = wx__canon_string(w->b, s ? s : "", len, w->flags, w->err);
+}
+
+void wx__jw_int(wx__jw *w, int64_t v)
+{
+    if (!w->rc)
+        w->rc = wx__canon_int(w->b, v, w->err);
+}
+
+void wx__jw_base64(wx__jw *w, const uint8_t *data, size_t n)
+{
+    size_t len = wx__b64_encoded_len(n);
+
+    if (!w->rc)
+        w->rc = wx_buf_reserve(w->b, len + 3, w->err);
+    if (w->rc)
+        return;
+    w->b->data[w->b->len++] = '"';
+    wx__b64_encode(data, n, w->b->data + w->b->len);
+    w->b->len += len;
+    w->b->data[w->b->len++] = '"';
+    w->b->data[w->b->len] = '\0';
+}
+
+void wx__jw_value(wx__jw *w, const json_t *v)
+{
+    if (!w->rc)
+        w->rc = wx_json_write(w->b, v, w->flags, w->err);
 }

@@ -662,6 +662,20 @@ void wx__utf8_scrub(char *s)
     }
 }
 
+bool wx__utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+
+    while (p < end) {
+        size_t n = utf8_seq_len(p, end);
+
+        if (n == 0)
+            return false;
+        p += n;
+    }
+    return true;
+}
+
 const char *wx_json_type_name(const json_t *v)
 {
     switch (json_typeof(v)) {

@@ -7,4 +7,7 @@
 /* Replace every byte that is not part of valid UTF-8 with '?', in place. */
 void wx__utf8_scrub(char *s);
 
+/* Whether the `len` bytes at `s` are valid UTF-8. */
+bool wx__utf8_valid(const char *s, size_t len);
+
 #endif

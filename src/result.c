@@ -10,8 +10,10 @@
 
 #include "alloc.h"
 #include "b64.h"
+#include "canon.h"
 #include "hash.h"
 #include "jfield.h"
+#include "result.h"
 
 #define CAS_PREFIX_LEN (sizeof(WX_CAS_PREFIX) - 1)
 
@@ -556,6 +558,104 @@ int wx_sim_return_to_json(const wx_sim_return *r, json_t **out, wx_error *err)
     }
     *out = v;
     return 0;
+}
+
+/* ---- canonical text without jansson values ---- */
+
+/* Keys in canonical order: "checksum" < "inline" | "ref" < "size". */
+static void canonical_artifact(wx__jw *w, const wx_artifact *a)
+{
+    wx__jw_raw(w, "{\"checksum\":");
+    wx__jw_str(w, a->checksum);
+    if (a->ref) {
+        wx__jw_raw(w, ",\"ref\":");
+        wx__jw_str(w, a->ref);
+    } else {
+        wx__jw_raw(w, ",\"inline\":");
+        wx__jw_base64(w, a->data, a->size);
+    }
+    wx__jw_raw(w, ",\"size\":");
+    wx__jw_int(w, (int64_t)a->size);
+    wx__jw_raw(w, "}");
+}
+
+static int output_name_cmp(const void *a, const void *b)
+{
+    const wx_output *x = *(const wx_output *const *)a;
+    const wx_output *y = *(const wx_output *const *)b;
+
+    return strcmp(x->name, y->name); /* UTF-8 byte order: code points */
+}
+
+/* The outputs object, its members sorted by name. */
+static void canonical_outputs(wx__jw *w, const wx_output *outputs, size_t n)
+{
+    const wx_output *stack[8], **order = stack;
+
+    if (n > sizeof(stack) / sizeof(stack[0]) &&
+        !(order = wx__calloc(n, sizeof(*order)))) {
+        w->rc = oom(w->err);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        order[i] = &outputs[i];
+    qsort(order, n, sizeof(*order), output_name_cmp);
+    wx__jw_raw(w, "{");
+    for (size_t i = 0; i < n; i++) {
+        wx__jw_raw(w, i ? "," : "");
+        wx__jw_str(w, order[i]->name);
+        wx__jw_raw(w, ":");
+        canonical_artifact(w, &order[i]->art);
+    }
+    wx__jw_raw(w, "}");
+    if (order != stack)
+        wx_free(order);
+}
+
+int wx__sim_return_canonical(const wx_sim_return *r, wx_buf *out,
+                             wx_error *err)
+{
+    wx__jw w = {out, WX_JSON_SORT_KEYS, 0, err};
+    size_t mark = out->len;
+
+    wx__jw_raw(&w, r->cached ? "{\"cached\":true,\"error\":"
+                             : "{\"cached\":false,\"error\":");
+    if (r->error) {
+        wx__jw_raw(&w, "{\"error_type\":");
+        wx__jw_str(&w, r->error->error_type);
+        wx__jw_raw(&w, ",\"message\":");
+        wx__jw_str(&w, r->error->message);
+        wx__jw_raw(&w, r->error->retryable ? ",\"retryable\":true}"
+                                           : ",\"retryable\":false}");
+    } else {
+        wx__jw_raw(&w, "null");
+    }
+    wx__jw_raw(&w, ",\"error_details\":");
+    if (r->error_details)
+        canonical_artifact(&w, r->error_details);
+    else
+        wx__jw_raw(&w, "null");
+    wx__jw_raw(&w, ",\"logs_ref\":");
+    if (r->logs_ref)
+        wx__jw_str(&w, r->logs_ref);
+    else
+        wx__jw_raw(&w, "null");
+    wx__jw_raw(&w, ",\"metrics\":");
+    if (r->metrics)
+        wx__jw_value(&w, r->metrics);
+    else
+        wx__jw_raw(&w, "{}");
+    wx__jw_raw(&w, ",\"outputs\":");
+    if (!w.rc)
+        canonical_outputs(&w, r->outputs, r->n_outputs);
+    wx__jw_raw(&w, ",\"sim_root\":");
+    wx__jw_str(&w, r->sim_root);
+    wx__jw_raw(&w, ",\"task_id\":");
+    wx__jw_str(&w, r->task_id);
+    wx__jw_raw(&w, "}");
+    if (w.rc)
+        wx_buf_truncate(out, mark);
+    return w.rc;
 }
 
 int wx_agg_return_validate(const wx_agg_return *r, wx_error *err)

@@ -170,92 +170,52 @@ int wx__wire_read_outputs(const json_t *result, const wx__rpc_conn *conn,
 }
 
 /*
- * A JSON text writer for aggregate params, which can carry thousands of
- * outputs: straight into the request buffer, no jansson values.  The
- * first failure sticks in `rc`; later writes do nothing.  Strings are
- * written ASCII-only, as format_request() writes params.
+ * Aggregate params, which can carry thousands of outputs, are written
+ * straight into the request buffer (wx__jw), strings ASCII-only as
+ * format_request() writes params.
  */
-typedef struct jw {
-    wx_buf *b;
-    int rc;
-    wx_error *err;
-} jw;
-
-static void jw_raw(jw *w, const char *s)
-{
-    if (!w->rc)
-        w->rc = wx_buf_puts(w->b, s, w->err);
-}
-
-static void jw_str(jw *w, const char *s)
-{
-    if (!w->rc)
-        w->rc = wx__canon_string(w->b, s ? s : "", s ? strlen(s) : 0,
-                                 WX_JSON_ENSURE_ASCII, w->err);
-}
-
-static void jw_int(jw *w, int64_t v)
-{
-    if (!w->rc)
-        w->rc = wx__canon_int(w->b, v, w->err);
-}
-
-static void jw_base64(jw *w, const uint8_t *data, size_t n)
-{
-    size_t len = wx__b64_encoded_len(n);
-
-    if (!w->rc)
-        w->rc = wx_buf_reserve(w->b, len + 3, w->err);
-    if (w->rc)
-        return;
-    w->b->data[w->b->len++] = '"';
-    wx__b64_encode(data, n, w->b->data + w->b->len);
-    w->b->len += len;
-    w->b->data[w->b->len++] = '"';
-    w->b->data[w->b->len] = '\0';
-}
-
 /* An artifact's "inline" value: {"$att":i} or base64 text. */
-static void write_inline(jw *w, const wx_artifact *a, bool attachments,
+static void write_inline(wx__jw *w, const wx_artifact *a, bool attachments,
                          struct iovec *att, size_t *n_att)
 {
     if (attachments && *n_att < WX_FRAME_ATT_MAX) {
         att[*n_att] = (struct iovec){a->data, a->size};
-        jw_raw(w, "{\"$att\":");
-        jw_int(w, (int64_t)(*n_att)++);
-        jw_raw(w, "}");
+        wx__jw_raw(w, "{\"$att\":");
+        wx__jw_int(w, (int64_t)(*n_att)++);
+        wx__jw_raw(w, "}");
         return;
     }
-    jw_base64(w, a->data, a->size);
+    wx__jw_base64(w, a->data, a->size);
 }
 
-static void write_output(jw *w, const wx_output *o, bool attachments,
+static void write_output(wx__jw *w, const wx_output *o, bool attachments,
                          struct iovec *att, size_t *n_att)
 {
-    jw_str(w, o->name);
-    jw_raw(w, ":{\"size\":");
-    jw_int(w, (int64_t)o->art.size);
-    jw_raw(w, ",\"checksum\":");
-    jw_str(w, o->art.checksum);
-    jw_raw(w, ",\"inline\":");
+    wx__jw_str(w, o->name);
+    wx__jw_raw(w, ":{\"size\":");
+    wx__jw_int(w, (int64_t)o->art.size);
+    wx__jw_raw(w, ",\"checksum\":");
+    wx__jw_str(w, o->art.checksum);
+    wx__jw_raw(w, ",\"inline\":");
     write_inline(w, &o->art, attachments, att, n_att);
-    jw_raw(w, ",\"cas_ref\":");
+    wx__jw_raw(w, ",\"cas_ref\":");
     if (o->art.ref)
-        jw_str(w, o->art.ref);
+        wx__jw_str(w, o->art.ref);
     else
-        jw_raw(w, "null");
-    jw_raw(w, "}");
+        wx__jw_raw(w, "null");
+    wx__jw_raw(w, "}");
 }
 
 /* One SimReturn as the evaluator sees it (protocol.md). */
-static void write_sim_return(jw *w, const wx_sim_return *r, bool attachments,
-                             struct iovec *att, size_t *n_att)
+static void write_sim_return(wx__jw *w, const wx_sim_return *r,
+                             bool attachments, struct iovec *att,
+                             size_t *n_att)
 {
-    jw_raw(w, "{\"task_id\":");
-    jw_str(w, r->task_id);
-    jw_raw(w, ",\"sim_root\":");
-    jw_str(w, r->sim_root);
-    jw_raw(w, ",\"outputs\":{");
+    wx__jw_raw(w, "{\"task_id\":");
+    wx__jw_str(w, r->task_id);
+    wx__jw_raw(w, ",\"sim_root\":");
+    wx__jw_str(w, r->sim_root);
+    wx__jw_raw(w, ",\"outputs\":{");
     for (size_t i = 0; !w->rc && i < r->n_outputs; i++) {
         const wx_artifact *a = &r->outputs[i].art;
 
@@ -266,20 +226,20 @@ static void write_sim_return(jw *w, const wx_sim_return *r, bool attachments,
             return;
         }
         if (i)
-            jw_raw(w, ",");
+            wx__jw_raw(w, ",");
         write_output(w, &r->outputs[i], attachments, att, n_att);
     }
-    jw_raw(w, "},\"error\":");
+    wx__jw_raw(w, "},\"error\":");
     if (r->error) {
-        jw_raw(w, "{\"error_type\":");
-        jw_str(w, r->error->error_type);
-        jw_raw(w, ",\"message\":");
-        jw_str(w, r->error->message);
-        jw_raw(w, "}");
+        wx__jw_raw(w, "{\"error_type\":");
+        wx__jw_str(w, r->error->error_type);
+        wx__jw_raw(w, ",\"message\":");
+        wx__jw_str(w, r->error->message);
+        wx__jw_raw(w, "}");
     } else {
-        jw_raw(w, "null");
+        wx__jw_raw(w, "null");
     }
-    jw_raw(w, "}");
+    wx__jw_raw(w, "}");
 }
 
 int wx__wire_aggregate_params(const char *target,
@@ -288,24 +248,24 @@ int wx__wire_aggregate_params(const char *target,
                               struct iovec *att, size_t *n_att, wx_buf *out,
                               wx_error *err)
 {
-    jw w = {out, 0, err};
+    wx__jw w = {out, WX_JSON_ENSURE_ASCII, 0, err};
 
     *n_att = 0;
     wx_buf_reset(out);
-    jw_raw(&w, "{\"target_entrypoint\":");
-    jw_str(&w, target);
-    jw_raw(&w, ",\"sim_returns\":[");
+    wx__jw_raw(&w, "{\"target_entrypoint\":");
+    wx__jw_str(&w, target);
+    wx__jw_raw(&w, ",\"sim_returns\":[");
     for (size_t i = 0; !w.rc && i < n; i++) {
         if (i)
-            jw_raw(&w, ",");
+            wx__jw_raw(&w, ",");
         write_sim_return(&w, &sim_returns[i], attachments, att, n_att);
     }
-    jw_raw(&w, "],\"target_data\":");
-    if (!w.rc && target_data)
-        w.rc = wx_json_write(out, target_data, WX_JSON_ENSURE_ASCII, err);
+    wx__jw_raw(&w, "],\"target_data\":");
+    if (target_data)
+        wx__jw_value(&w, target_data);
     else
-        jw_raw(&w, "null");
-    jw_raw(&w, "}");
+        wx__jw_raw(&w, "null");
+    wx__jw_raw(&w, "}");
     return w.rc;
 }
 

@@ -1,6 +1,9 @@
 /* TableArtifact, ErrorInfo, SimReturn, AggregationReturn. */
 #include "testutil.h"
 
+#include "alloc.h"
+#include "result.h"
+
 #define HEX_A "ba448eaf1cbca2a2bea4fbcb4e1c0b1dc5dfc9ab2d95bf40a3d8bcd5e3ea9e02"
 #define HEX_B "0000000000000000000000000000000000000000000000000000000000000001"
 #define ROOT "b0d54af4e4127702aefdb315314eeffb466634f38395dd4c7568ee4ffd0f1652"
@@ -183,6 +186,66 @@ static void test_sim_return_fields(void **state)
     json_decref(v);
 }
 
+/* The direct canonical writer gives the bytes of to_json + canonical. */
+static void expect_canonical_text(const char *text)
+{
+    wx_error err = WX_ERROR_INIT;
+    wx_buf direct = WX_BUF_INIT(1 << 20);
+    json_t *v = tu_json(text), *back;
+    wx_sim_return r;
+    char *expected;
+
+    assert_ok(wx_sim_return_from_json(&r, v, &err), &err);
+    assert_ok(wx_sim_return_to_json(&r, &back, &err), &err);
+    expected = tu_canon(back);
+    assert_ok(wx_buf_puts(&direct, "kept:", &err), &err);
+    assert_ok(wx__sim_return_canonical(&r, &direct, &err), &err);
+    assert_memory_equal(direct.data, "kept:", 5);
+    assert_string_equal((const char *)direct.data + 5, expected);
+    wx_free(expected);
+    wx_buf_release(&direct);
+    wx_sim_return_release(&r);
+    json_decref(v);
+    json_decref(back);
+}
+
+#define ART(size, hex) "{\"size\":" #size ",\"checksum\":\"" hex "\"," \
+                       "\"inline\":\"\"}"
+
+static void test_sim_return_canonical_text(void **state)
+{
+    wx_error err = WX_ERROR_INIT;
+    wx_buf out = WX_BUF_INIT(1 << 20);
+    wx_sim_return r;
+    json_t *v;
+
+    expect_canonical_text(SUCCESS);
+    expect_canonical_text(FAILURE);
+    /* More outputs than the writer sorts on its stack, names out of
+       order, a prefix, non-ASCII, an escape; metrics out of order. */
+    expect_canonical_text(
+        "{\"task_id\":\"" HEX_B "\",\"sim_root\":\"" ROOT "\",\"outputs\":{"
+        "\"z\":" ART(0, HEX_A) ",\"a\":" ART(0, HEX_A) ",\"\\u00e9t\\u00e9\":"
+        ART(0, HEX_B) ",\"A\":" ART(0, HEX_A) ",\"b0\":" ART(0, HEX_A)
+        ",\"b\":" ART(0, HEX_A) ",\"aa\":" ART(0, HEX_A) ",\"a\\\"q\":"
+        ART(0, HEX_A) ",\"10\":" ART(0, HEX_A) ",\"9\":" ART(0, HEX_A)
+        "},\"error\":null,\"error_details\":null,\"metrics\":{\"z\":1e-7,"
+        "\"attempts\":3,\"big\":1e300,\"duration_s\":0.125},"
+        "\"cached\":false,\"logs_ref\":\"logs/\\u00e9.log\"}");
+    /* A string that is not UTF-8 fails and leaves the buffer as it was. */
+    v = tu_json(SUCCESS);
+    assert_ok(wx_sim_return_from_json(&r, v, &err), &err);
+    wx_free(r.logs_ref);
+    r.logs_ref = wx__strdup("bad \xff byte");
+    assert_ok(wx_buf_puts(&out, "kept", &err), &err);
+    assert_fails(wx__sim_return_canonical(&r, &out, &err), WX_EINVAL, &err,
+                 "not valid UTF-8");
+    assert_int_equal(out.len, 4);
+    wx_buf_release(&out);
+    wx_sim_return_release(&r);
+    json_decref(v);
+}
+
 static void expect_sim_return_error(const char *text, const char *needle)
 {
     wx_error err = WX_ERROR_INIT;
@@ -311,6 +374,7 @@ int main(void)
         cmocka_unit_test(test_sim_return_round_trips),
         cmocka_unit_test(test_sim_return_fields),
         cmocka_unit_test(test_sim_return_invariants),
+        cmocka_unit_test(test_sim_return_canonical_text),
         cmocka_unit_test(test_agg_return),
         cmocka_unit_test(test_agg_return_errors),
         cmocka_unit_test(test_error_info),

@@ -49,6 +49,8 @@
  */
 #define READ_MS 200
 #define READ_MAX 1024
+/* Page cache of each lookup connection (there is one per thread). */
+#define READER_PRAGMAS "PRAGMA cache_size = -8192"
 
 enum stmt_id {
     ST_GET_SIM,
@@ -105,8 +107,24 @@ typedef struct group {
     int16_t slots[PENDING_SLOTS]; /* index + 1 into puts, 0 = empty */
 } group;
 
+/*
+ * A lookup connection and its read snapshot.  Threads looking up at once
+ * each take one: a single shared connection serialized them, and the
+ * waiting (a futex sleep and wake-up per lookup) cost more than the
+ * lookup itself.
+ */
+typedef struct reader {
+    struct reader *next_free, *next_all;
+    sqlite3 *db;
+    sqlite3_stmt *get[2]; /* sims, aggregations */
+    bool reading;         /* a read transaction is open */
+    uint64_t reading_from; /* the handle's `epoch` when it began */
+    int64_t reading_since_ms;
+    unsigned reads;
+} reader;
+
 struct wx_cache {
-    sqlite3 *db;  /* lookups, deletes, stats, clear */
+    sqlite3 *db;  /* deletes, stats, clear */
     sqlite3 *wdb; /* the writer thread's, for the groups */
     pthread_mutex_t mu; /* guards everything below but wdb */
     sqlite3_stmt *stmts[ST__COUNT];
@@ -119,14 +137,13 @@ struct wx_cache {
     pthread_cond_t wake, done;
     int write_rc;
     char write_error[256];
-    uint64_t commits;      /* groups committed by the writer */
-    uint64_t reading_from; /* `commits` when the snapshot began */
-    bool reading; /* a read transaction is open */
-    int64_t reading_since_ms;
-    unsigned reads;
+    /* Changes through this handle (groups committed, deletes, clears,
+       flushes): a snapshot from an older epoch is renewed. */
+    uint64_t epoch;
+    reader *free_readers, *readers;
 };
 
-static void end_read(wx_cache *c);
+static void end_read(reader *r);
 static void *writer_main(void *arg);
 
 /* A SQLite failure as WX_EIO, with SQLite's own message. */
@@ -292,9 +309,11 @@ static int setup_db(wx_cache *c, wx_error *err)
                       err);
     if (!rc && version == 0)
         rc = create_schema(c, err);
-    /* Puts go through the writer's connection (open_writer). */
+    /* Puts go through the writer's connection (open_writer), lookups
+       through the readers' (open_reader). */
     for (int i = 0; !rc && i < ST__COUNT; i++)
-        if (i != ST_PUT_SIM && i != ST_PUT_AGG &&
+        if (i != ST_PUT_SIM && i != ST_PUT_AGG && i != ST_GET_SIM &&
+            i != ST_GET_AGG &&
             sqlite3_prepare_v3(c->db, stmt_sql[i], -1,
                                SQLITE_PREPARE_PERSISTENT, &c->stmts[i],
                                NULL) != SQLITE_OK)
@@ -384,8 +403,16 @@ void wx_cache_close(wx_cache *c)
     if (!c)
         return;
     stop_writer(c);
-    if (c->db)
-        end_read(c);
+    while (c->readers) {
+        reader *r = c->readers;
+
+        c->readers = r->next_all;
+        end_read(r);
+        for (int i = 0; i < 2; i++)
+            sqlite3_finalize(r->get[i]);
+        sqlite3_close(r->db);
+        wx_free(r);
+    }
     for (int i = 0; i < ST__COUNT; i++)
         sqlite3_finalize(c->stmts[i]);
     for (int i = 0; i < 2; i++)
@@ -440,33 +467,66 @@ static int delete_key(wx_cache *c, enum stmt_id id, const char *key,
     return rc;
 }
 
-/* ---- the shared read transaction (c->mu held) ---- */
+/* ---- lookup connections ---- */
 
-static void end_read(wx_cache *c)
+static void end_read(reader *r)
 {
-    if (!c->reading)
+    if (!r->reading)
         return;
-    sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
-    c->reading = false;
+    sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
+    r->reading = false;
 }
 
 /* A read transaction for the next lookup, renewed when it is old. */
-static int begin_read(wx_cache *c, wx_error *err)
+static int begin_read(wx_cache *c, reader *r, uint64_t epoch, wx_error *err)
 {
-    /* A snapshot from before a group of ours was committed would not
-     * show it. */
-    if (c->reading && (++c->reads >= READ_MAX ||
-                       c->reading_from != c->commits ||
-                       wx__now_ms() - c->reading_since_ms >= READ_MS))
-        end_read(c);
-    if (c->reading)
+    /* A snapshot from before a change through this handle (a group
+       committed, a delete) would not show it. */
+    if (r->reading && (++r->reads >= READ_MAX || r->reading_from != epoch ||
+                       wx__now_ms() - r->reading_since_ms >= READ_MS))
+        end_read(r);
+    if (r->reading)
         return 0;
-    if (exec_sql(c, "BEGIN", err) != 0)
-        return WX_EIO;
-    c->reading = true;
-    c->reading_from = c->commits;
-    c->reading_since_ms = wx__now_ms();
-    c->reads = 0;
+    if (sqlite3_exec(r->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        return conn_error(c, r->db, "begin", err);
+    r->reading = true;
+    r->reading_from = epoch;
+    r->reading_since_ms = wx__now_ms();
+    r->reads = 0;
+    return 0;
+}
+
+/* A new lookup connection, listed in the handle (not yet free). */
+static int open_reader(wx_cache *c, reader **out, wx_error *err)
+{
+    reader *r = wx__calloc(1, sizeof(*r));
+    int rc = r ? open_db(c, &r->db, err)
+               : wx_error_set(err, WX_ENOMEM, "out of memory");
+
+    if (!rc &&
+        (sqlite3_busy_timeout(r->db, BUSY_TIMEOUT_MS) != SQLITE_OK ||
+         sqlite3_exec(r->db, READER_PRAGMAS, NULL, NULL, NULL) != SQLITE_OK ||
+         sqlite3_prepare_v3(r->db, stmt_sql[ST_GET_SIM], -1,
+                            SQLITE_PREPARE_PERSISTENT, &r->get[0],
+                            NULL) != SQLITE_OK ||
+         sqlite3_prepare_v3(r->db, stmt_sql[ST_GET_AGG], -1,
+                            SQLITE_PREPARE_PERSISTENT, &r->get[1],
+                            NULL) != SQLITE_OK))
+        rc = conn_error(c, r->db, "lookup connection", err);
+    if (rc) {
+        if (r) {
+            for (int i = 0; i < 2; i++)
+                sqlite3_finalize(r->get[i]);
+            sqlite3_close(r->db);
+        }
+        wx_free(r);
+        return rc;
+    }
+    pthread_mutex_lock(&c->mu);
+    r->next_all = c->readers;
+    c->readers = r;
+    pthread_mutex_unlock(&c->mu);
+    *out = r;
     return 0;
 }
 
@@ -580,7 +640,7 @@ static void *writer_main(void *arg)
                      err.message);
         }
         group_clear(g);
-        c->commits++;
+        c->epoch++;
         pthread_cond_broadcast(&c->done);
     }
     pthread_mutex_unlock(&c->mu);
@@ -656,7 +716,7 @@ int wx_cache_flush(wx_cache *c, wx_error *err)
 
     pthread_mutex_lock(&c->mu);
     rc = drain(c, err);
-    end_read(c); /* the next lookup sees everything committed so far */
+    c->epoch++; /* the next lookup sees everything committed so far */
     pthread_mutex_unlock(&c->mu);
     return rc;
 }
@@ -669,9 +729,9 @@ static int run_delete(wx_cache *c, enum stmt_id id, const char *key,
 
     pthread_mutex_lock(&c->mu);
     rc = drain(c, err);
-    end_read(c);
     if (!rc)
         rc = delete_key(c, id, key, err);
+    c->epoch++;
     pthread_mutex_unlock(&c->mu);
     return rc;
 }
@@ -685,22 +745,16 @@ static int damaged_entry(const char *table, const char *key, wx_error *err)
                            table, key);
 }
 
-/* Read and parse the JSON stored under `key`; `*doc` NULL on a miss. */
-static int fetch(wx_cache *c, enum stmt_id id, const char *table,
-                 const char *key, json_t **doc, wx_error *err)
+/* Read and parse the JSON stored under `key` with `r`. */
+static int read_entry(wx_cache *c, reader *r, bool agg, const char *table,
+                      const char *key, uint64_t epoch, json_t **doc,
+                      wx_error *err)
 {
-    sqlite3_stmt *st = c->stmts[id];
-    int rc = 0, step;
+    sqlite3_stmt *st = r->get[agg];
+    int rc = begin_read(c, r, epoch, err), step;
 
-    *doc = NULL;
-    pthread_mutex_lock(&c->mu);
-    /* A read of a key still pending sees it: commit the group first. */
-    if (is_pending(c, id == ST_GET_SIM ? ST_PUT_SIM : ST_PUT_AGG, key))
-        rc = drain(c, err);
-    if (!rc)
-        rc = begin_read(c, err);
     if (!rc && sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC) != SQLITE_OK)
-        rc = db_error(c, "bind", err);
+        rc = conn_error(c, r->db, "bind", err);
     step = rc ? SQLITE_ERROR : sqlite3_step(st);
     if (!rc && step == SQLITE_ROW) {
         const char *text = (const char *)sqlite3_column_text(st, 0);
@@ -716,11 +770,40 @@ static int fetch(wx_cache *c, enum stmt_id id, const char *table,
         if (rc && rc != WX_ENOMEM)
             rc = damaged_entry(table, key, err);
     } else if (!rc && step != SQLITE_DONE) {
-        rc = db_error(c, "read", err);
+        rc = conn_error(c, r->db, "read", err);
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
+    return rc;
+}
+
+/* Read and parse the JSON stored under `key`; `*doc` NULL on a miss. */
+static int fetch(wx_cache *c, bool agg, const char *table, const char *key,
+                 json_t **doc, wx_error *err)
+{
+    reader *r = NULL;
+    uint64_t epoch;
+    int rc = 0;
+
+    *doc = NULL;
+    pthread_mutex_lock(&c->mu);
+    /* A read of a key still pending sees it: commit the group first. */
+    if (is_pending(c, agg ? ST_PUT_AGG : ST_PUT_SIM, key))
+        rc = drain(c, err);
+    epoch = c->epoch;
+    if (!rc && (r = c->free_readers) != NULL)
+        c->free_readers = r->next_free;
     pthread_mutex_unlock(&c->mu);
+    if (!rc && !r)
+        rc = open_reader(c, &r, err);
+    if (!rc)
+        rc = read_entry(c, r, agg, table, key, epoch, doc, err);
+    if (r) {
+        pthread_mutex_lock(&c->mu);
+        r->next_free = c->free_readers;
+        c->free_readers = r;
+        pthread_mutex_unlock(&c->mu);
+    }
     return rc;
 }
 
@@ -752,7 +835,7 @@ int wx_cache_get_sim(wx_cache *c, const char *sim_root, wx_sim_return *out,
 
     *hit = false;
     if (!rc)
-        rc = fetch(c, ST_GET_SIM, "sims", sim_root, &doc, err);
+        rc = fetch(c, false, "sims", sim_root, &doc, err);
     if (rc || !doc)
         return rc;
     rc = wx_sim_return_from_json(&r, doc, err);
@@ -806,7 +889,7 @@ int wx_cache_get_agg(wx_cache *c, const char *agg_digest, wx_agg_return *out,
 
     *hit = false;
     if (!rc)
-        rc = fetch(c, ST_GET_AGG, "aggregations", agg_digest, &doc, err);
+        rc = fetch(c, true, "aggregations", agg_digest, &doc, err);
     if (rc || !doc)
         return rc;
     rc = wx_agg_return_from_json(&r, doc, err);
@@ -859,7 +942,6 @@ int wx_cache_stats_get(wx_cache *c, wx_cache_stats *out, wx_error *err)
 
     pthread_mutex_lock(&c->mu);
     rc = drain(c, err);
-    end_read(c);
     if (!rc && sqlite3_step(st) == SQLITE_ROW) {
         out->sims = sqlite3_column_int64(st, 0);
         out->aggregations = sqlite3_column_int64(st, 1);
@@ -878,7 +960,6 @@ int wx_cache_clear(wx_cache *c, wx_error *err)
 
     pthread_mutex_lock(&c->mu);
     rc = drain(c, err);
-    end_read(c);
     if (rc) {
         pthread_mutex_unlock(&c->mu);
         return rc;
@@ -888,6 +969,7 @@ int wx_cache_clear(wx_cache *c, wx_error *err)
                   err);
     if (rc)
         sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    c->epoch++;
     pthread_mutex_unlock(&c->mu);
     return rc;
 }

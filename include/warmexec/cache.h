@@ -54,7 +54,7 @@ WX_API int wx_cache_put_sim(wx_cache *cache, const wx_sim_return *r,
                             wx_error *err);
 
 /*
- * Puts are committed in groups by a writer thread (up to 1024 entries or
+ * Puts are committed in groups by a writer thread (up to 4096 entries or
  * 200 ms, and before a read of a pending key, a delete, stats or close):
  * a put returns before its entry is in the file, and a crash can lose
  * the last 200 ms of entries, which only costs running those tasks

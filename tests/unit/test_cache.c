@@ -656,22 +656,65 @@ static void *put_and_get(void *arg)
     return NULL;
 }
 
-static void test_threads_share_one_handle(void **state)
+/* Every entry of thread 0 is gone (counted as failures if not). */
+static void *expect_gone(void *arg)
 {
-    fixture *f = *state;
+    thread_job *job = arg;
+
+    for (unsigned i = 0; i < 100; i++) {
+        wx_error err = WX_ERROR_INIT;
+        char root[WX_ID_LEN + 1];
+        wx_sim_return got;
+        bool hit = false;
+
+        make_root(200, i, root);
+        if (wx_cache_get_sim(job->cache, root, &got, &hit, &err) || hit)
+            job->failures++;
+        if (hit)
+            wx_sim_return_release(&got);
+    }
+    return NULL;
+}
+
+static void run_threads(wx_cache *cache, void *(*fn)(void *))
+{
     pthread_t threads[4];
     thread_job jobs[4];
 
     for (unsigned i = 0; i < 4; i++) {
-        jobs[i] = (thread_job){f->cache, i, 0};
-        assert_int_equal(
-            pthread_create(&threads[i], NULL, put_and_get, &jobs[i]), 0);
+        jobs[i] = (thread_job){cache, i, 0};
+        assert_int_equal(pthread_create(&threads[i], NULL, fn, &jobs[i]),
+                         0);
     }
     for (unsigned i = 0; i < 4; i++) {
         pthread_join(threads[i], NULL);
         assert_int_equal(jobs[i].failures, 0);
     }
+}
+
+/*
+ * Threads looking up at once each use a connection of their own, whose
+ * snapshots may be older than a delete or clear through the handle: what
+ * the handle removed is never served afterwards.
+ */
+static void test_threads_share_one_handle(void **state)
+{
+    fixture *f = *state;
+    wx_error err = WX_ERROR_INIT;
+
+    run_threads(f->cache, put_and_get);
     assert_int_equal(stats_of(f->cache).sims, 400);
+    for (unsigned i = 0; i < 100; i++) {
+        char root[WX_ID_LEN + 1];
+
+        make_root(200, i, root);
+        assert_ok(wx_cache_delete_sim(f->cache, root, &err), &err);
+    }
+    run_threads(f->cache, expect_gone);
+    run_threads(f->cache, put_and_get);
+    assert_ok(wx_cache_clear(f->cache, &err), &err);
+    run_threads(f->cache, expect_gone);
+    assert_int_equal(stats_of(f->cache).sims, 0);
 }
 
 #define CACHE_TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)

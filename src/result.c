@@ -612,6 +612,18 @@ static void canonical_outputs(wx__jw *w, const wx_output *outputs, size_t n)
         wx_free(order);
 }
 
+int wx__outputs_canonical(const wx_output *outputs, size_t n, wx_buf *out,
+                          wx_error *err)
+{
+    wx__jw w = {out, WX_JSON_SORT_KEYS, 0, err};
+    size_t mark = out->len;
+
+    canonical_outputs(&w, outputs, n);
+    if (w.rc)
+        wx_buf_truncate(out, mark);
+    return w.rc;
+}
+
 int wx__sim_return_canonical(const wx_sim_return *r, wx_buf *out,
                              wx_error *err)
 {

@@ -13,4 +13,8 @@
 int wx__sim_return_canonical(const wx_sim_return *r, wx_buf *out,
                              wx_error *err);
 
+/* The same for an outputs object {name: artifact, ...} alone. */
+int wx__outputs_canonical(const wx_output *outputs, size_t n, wx_buf *out,
+                          wx_error *err);
+
 #endif

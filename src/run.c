@@ -18,6 +18,7 @@
 #include "alloc.h"
 #include "clock.h"
 #include "hash.h"
+#include "result.h"
 #include "results.h"
 
 /* A set of 64-bit keys (open addressing), for "already recorded". */
@@ -136,18 +137,10 @@ struct runner {
 
 static char *outputs_text(const wx_sim_return *r)
 {
-    json_t *o = json_object();
     wx_buf text = WX_BUF_INIT(SIZE_MAX - 1);
 
-    for (size_t i = 0; o && i < r->n_outputs; i++) {
-        json_t *a = NULL;
-
-        if (wx_artifact_to_json(&r->outputs[i].art, &a, NULL) == 0)
-            json_object_set_new(o, r->outputs[i].name, a);
-    }
-    if (!o || wx_json_canonical(&text, o, NULL) != 0)
+    if (wx__outputs_canonical(r->outputs, r->n_outputs, &text, NULL) != 0)
         wx_buf_puts(&text, "{}", NULL);
-    json_decref(o);
     return wx_buf_detach(&text, NULL);
 }
 

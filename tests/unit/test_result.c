@@ -203,6 +203,13 @@ static void expect_canonical_text(const char *text)
     assert_memory_equal(direct.data, "kept:", 5);
     assert_string_equal((const char *)direct.data + 5, expected);
     wx_free(expected);
+    /* The outputs alone. */
+    expected = tu_canon(json_object_get(back, "outputs"));
+    wx_buf_reset(&direct);
+    assert_ok(wx__outputs_canonical(r.outputs, r.n_outputs, &direct, &err),
+              &err);
+    assert_string_equal((const char *)direct.data, expected);
+    wx_free(expected);
     wx_buf_release(&direct);
     wx_sim_return_release(&r);
     json_decref(v);

@@ -496,6 +496,19 @@ static int begin_read(wx_cache *c, reader *r, uint64_t epoch, wx_error *err)
     return 0;
 }
 
+/*
+ * A change through this handle (c->mu held): every snapshot is now old.
+ * Idle connections end theirs at once: an open read transaction keeps a
+ * checkpoint from recycling the WAL, which would grow while a connection
+ * nobody takes sits on one.
+ */
+static void new_epoch(wx_cache *c)
+{
+    c->epoch++;
+    for (reader *r = c->free_readers; r; r = r->next_free)
+        end_read(r);
+}
+
 /* A new lookup connection, listed in the handle (not yet free). */
 static int open_reader(wx_cache *c, reader **out, wx_error *err)
 {
@@ -640,7 +653,7 @@ static void *writer_main(void *arg)
                      err.message);
         }
         group_clear(g);
-        c->epoch++;
+        new_epoch(c);
         pthread_cond_broadcast(&c->done);
     }
     pthread_mutex_unlock(&c->mu);
@@ -716,7 +729,7 @@ int wx_cache_flush(wx_cache *c, wx_error *err)
 
     pthread_mutex_lock(&c->mu);
     rc = drain(c, err);
-    c->epoch++; /* the next lookup sees everything committed so far */
+    new_epoch(c); /* the next lookup sees everything committed so far */
     pthread_mutex_unlock(&c->mu);
     return rc;
 }
@@ -731,7 +744,7 @@ static int run_delete(wx_cache *c, enum stmt_id id, const char *key,
     rc = drain(c, err);
     if (!rc)
         rc = delete_key(c, id, key, err);
-    c->epoch++;
+    new_epoch(c);
     pthread_mutex_unlock(&c->mu);
     return rc;
 }
@@ -969,7 +982,7 @@ int wx_cache_clear(wx_cache *c, wx_error *err)
                   err);
     if (rc)
         sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-    c->epoch++;
+    new_epoch(c);
     pthread_mutex_unlock(&c->mu);
     return rc;
 }

@@ -717,6 +717,39 @@ static void test_threads_share_one_handle(void **state)
     assert_int_equal(stats_of(f->cache).sims, 0);
 }
 
+/*
+ * Lookup connections left idle do not keep a snapshot once the handle
+ * commits: another connection can then checkpoint and truncate the WAL.
+ */
+static void test_idle_lookups_release_the_wal(void **state)
+{
+    fixture *f = *state;
+    wx_error err = WX_ERROR_INIT;
+    sqlite3 *db = NULL;
+    wx_sim_return r;
+    char root[WX_ID_LEN + 1];
+    int wal_frames = -1;
+
+    run_threads(f->cache, put_and_get);
+    make_root(300, 0, root);
+    make_sim(&r, root, "last");
+    assert_ok(wx_cache_put_sim(f->cache, &r, &err), &err);
+    assert_ok(wx_cache_flush(f->cache, &err), &err);
+    /* A checkpoint works on a connection that has read the WAL. */
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "SELECT count(*) FROM sims", NULL,
+                                  NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_wal_checkpoint_v2(db, "main",
+                                               SQLITE_CHECKPOINT_TRUNCATE,
+                                               &wal_frames, NULL),
+                     SQLITE_OK);
+    assert_int_equal(wal_frames, 0);
+    sqlite3_close(db);
+    assert_sim_cached(f->cache, &r);
+    wx_sim_return_release(&r);
+}
+
 #define CACHE_TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -738,6 +771,7 @@ int main(void)
         CACHE_TEST(test_damaged_entries_are_reported),
         CACHE_TEST(test_processes_share_one_database),
         CACHE_TEST(test_threads_share_one_handle),
+        CACHE_TEST(test_idle_lookups_release_the_wal),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

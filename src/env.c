@@ -561,9 +561,19 @@ static void cache_result(wx_env *env, const wx_sim_return *ret)
 
 static void set_metrics(wx_sim_return *ret, int attempts, int64_t start_ns)
 {
+    json_t *m = json_object();
+
+    /* Not json_pack: it parses its format on every call, once per task. */
+    if (m && (json_object_set_new_nocheck(m, "attempts",
+                                          json_integer(attempts)) ||
+              json_object_set_new_nocheck(
+                  m, "duration_s",
+                  json_real((double)(wx__now_ns() - start_ns) / 1e9)))) {
+        json_decref(m);
+        m = NULL;
+    }
     json_decref(ret->metrics);
-    ret->metrics = json_pack("{s:i,s:f}", "attempts", attempts, "duration_s",
-                             (double)(wx__now_ns() - start_ns) / 1e9);
+    ret->metrics = m;
 }
 
 static void count(wx_env *env, bool hit, bool failed)

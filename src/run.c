@@ -371,23 +371,20 @@ static int submit_replicate(runner *r, set_state *s, size_t i,
                             wx_error *err)
 {
     sim_job *j = wx__calloc(1, sizeof(*j));
-    wx_task task;
-    int rc = j ? wx_task_copy(&task, &r->template, err)
-               : wx_error_set(err, WX_ENOMEM, "out of memory");
+    /* Borrowed from the template and the set: a service copies what it
+       keeps. */
+    wx_task task = r->template;
+    int rc;
 
-    if (rc) {
-        wx_free(j);
-        return rc;
-    }
-    json_decref(task.params);
-    task.params = json_incref(s->set->params);
+    if (!j)
+        return wx_error_set(err, WX_ENOMEM, "out of memory");
+    task.params = s->set->params;
     memcpy(task.param_id, s->set->param_id, sizeof(task.param_id));
     task.seed = s->set->seeds[i];
     *j = (sim_job){s, i};
     rc = wx_service_submit(r->svc, &task, on_sim, j, err);
     if (rc)
         wx_free(j);
-    wx_task_release(&task);
     return rc;
 }
 

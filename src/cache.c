@@ -62,6 +62,9 @@ enum stmt_id {
     ST_STATS,
     ST__COUNT
 };
+/* A statement on aggregations is its twin on sims + 3 (open_conn). */
+_Static_assert(ST_GET_AGG == ST_GET_SIM + 3 && ST_PUT_AGG == ST_PUT_SIM + 3,
+               "statement order");
 
 static const char *const stmt_sql[ST__COUNT] = {
     [ST_GET_SIM] = "SELECT json FROM sims WHERE sim_root = ?1",
@@ -330,21 +333,34 @@ static int setup_db(wx_cache *c, wx_error *err)
     "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 8192; "        \
     "PRAGMA cache_size = -32768"
 
+/*
+ * A second connection to the set-up database, with `pragmas` and the
+ * statements for sims and aggregations `sims` and `sims + 3` prepared in
+ * `st` (the caller finalizes them and closes `*db`, also on failure).
+ */
+static int open_conn(wx_cache *c, sqlite3 **db, const char *pragmas,
+                     enum stmt_id sims, sqlite3_stmt *st[2], const char *what,
+                     wx_error *err)
+{
+    int rc = open_db(c, db, err);
+
+    if (!rc && (sqlite3_busy_timeout(*db, BUSY_TIMEOUT_MS) != SQLITE_OK ||
+                sqlite3_exec(*db, pragmas, NULL, NULL, NULL) != SQLITE_OK))
+        rc = conn_error(c, *db, what, err);
+    for (int i = 0; !rc && i < 2; i++)
+        if (sqlite3_prepare_v3(*db, stmt_sql[sims + 3 * i], -1,
+                               SQLITE_PREPARE_PERSISTENT, &st[i],
+                               NULL) != SQLITE_OK)
+            rc = conn_error(c, *db, what, err);
+    return rc;
+}
+
 /* The writer's connection (the database is set up) and its thread. */
 static int open_writer(wx_cache *c, wx_error *err)
 {
-    int rc = open_db(c, &c->wdb, err);
+    int rc = open_conn(c, &c->wdb, WRITER_PRAGMAS, ST_PUT_SIM, c->wput,
+                       "writer connection", err);
 
-    if (!rc && (sqlite3_busy_timeout(c->wdb, BUSY_TIMEOUT_MS) != SQLITE_OK ||
-                sqlite3_exec(c->wdb, WRITER_PRAGMAS, NULL, NULL, NULL) !=
-                    SQLITE_OK ||
-                sqlite3_prepare_v3(c->wdb, stmt_sql[ST_PUT_SIM], -1,
-                                   SQLITE_PREPARE_PERSISTENT, &c->wput[0],
-                                   NULL) != SQLITE_OK ||
-                sqlite3_prepare_v3(c->wdb, stmt_sql[ST_PUT_AGG], -1,
-                                   SQLITE_PREPARE_PERSISTENT, &c->wput[1],
-                                   NULL) != SQLITE_OK))
-        rc = conn_error(c, c->wdb, "writer connection", err);
     if (!rc && pthread_create(&c->writer, NULL, writer_main, c) != 0)
         rc = wx_error_set(err, WX_ENOMEM, "cannot start the cache writer");
     c->writer_running = rc == 0;
@@ -513,19 +529,10 @@ static void new_epoch(wx_cache *c)
 static int open_reader(wx_cache *c, reader **out, wx_error *err)
 {
     reader *r = wx__calloc(1, sizeof(*r));
-    int rc = r ? open_db(c, &r->db, err)
+    int rc = r ? open_conn(c, &r->db, READER_PRAGMAS, ST_GET_SIM, r->get,
+                           "lookup connection", err)
                : wx_error_set(err, WX_ENOMEM, "out of memory");
 
-    if (!rc &&
-        (sqlite3_busy_timeout(r->db, BUSY_TIMEOUT_MS) != SQLITE_OK ||
-         sqlite3_exec(r->db, READER_PRAGMAS, NULL, NULL, NULL) != SQLITE_OK ||
-         sqlite3_prepare_v3(r->db, stmt_sql[ST_GET_SIM], -1,
-                            SQLITE_PREPARE_PERSISTENT, &r->get[0],
-                            NULL) != SQLITE_OK ||
-         sqlite3_prepare_v3(r->db, stmt_sql[ST_GET_AGG], -1,
-                            SQLITE_PREPARE_PERSISTENT, &r->get[1],
-                            NULL) != SQLITE_OK))
-        rc = conn_error(c, r->db, "lookup connection", err);
     if (rc) {
         if (r) {
             for (int i = 0; i < 2; i++)

@@ -9,8 +9,8 @@
 
 #include "alloc.h"
 #include "b64.h"
-#include "json.h"
 #include "canon.h"
+#include "json.h"
 #include "num.h"
 
 static int write_value(wx_buf *out, const json_t *v, unsigned flags,

@@ -26,6 +26,9 @@ repeat() {
         "$@"
     done
 }
+# Benchmarks and their references run in rounds (each once per round) so
+# that both see the machine in the same state: its speed drifts.
+rounds() { seq "$runs"; }
 col() { awk -v c="$1" '{print $c}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 now() { date +%s.%N; }
@@ -57,14 +60,22 @@ run_rate() { # STUDY TASKS JOBS [VAR=value...]
 
 # ---- B0 ----
 log "B0 ids"
-b0_c=$(repeat "$runs" "$bin/bench_ids" 200000 | median)
-b0_py=$(repeat "$runs" python3 "$here/ids_reference.py" 50000 | median)
+for _ in $(rounds); do
+    "$bin/bench_ids" 200000 >>"$work/b0c"
+    python3 "$here/ids_reference.py" 50000 >>"$work/b0py"
+done
+b0_c=$(median <"$work/b0c")
+b0_py=$(median <"$work/b0py")
 
 # ---- B1 ----
 log "B1 warm trivial task"
-repeat "$runs" "$bin/bench_exec" pipe 20000 >"$work/pipe"
-repeat "$runs" "$bin/bench_exec" run "$work/home" "$noop" 20000 nocache >"$work/b1"
-repeat "$runs" "$bin/bench_exec" run "$work/home" "$noop" 20000 cache >"$work/b1c"
+for _ in $(rounds); do
+    "$bin/bench_exec" pipe 20000 >>"$work/pipe"
+    repeat 1 "$bin/bench_exec" run "$work/home" "$noop" 20000 nocache \
+        >>"$work/b1"
+    repeat 1 "$bin/bench_exec" run "$work/home" "$noop" 20000 cache \
+        >>"$work/b1c"
+done
 pipe50=$(col 1 <"$work/pipe" | median)
 pipe99=$(col 2 <"$work/pipe" | median)
 b1_50=$(col 1 <"$work/b1" | median)
@@ -76,33 +87,45 @@ b1c_99=$(col 2 <"$work/b1c" | median)
 log "B2 warmexec run throughput"
 study "$work/s20k.json" 2000 10
 study "$work/s1k.json" 100 10
-b2_j1=$(repeat "$runs" run_rate "$work/s20k.json" 20000 1 | median)
-b2_j2=$(repeat "$runs" run_rate "$work/s20k.json" 20000 2 | median)
-b2_cold=$(repeat "$runs" run_rate "$work/s1k.json" 1000 2 \
-    WARMEXEC_MAX_TASKS_PER_WORKER=1 | median)
+for _ in $(rounds); do
+    run_rate "$work/s20k.json" 20000 1 >>"$work/b2j1"
+    run_rate "$work/s20k.json" 20000 2 >>"$work/b2j2"
+    run_rate "$work/s1k.json" 1000 2 WARMEXEC_MAX_TASKS_PER_WORKER=1 \
+        >>"$work/b2cold"
+done
+b2_j1=$(median <"$work/b2j1")
+b2_j2=$(median <"$work/b2j2")
+b2_cold=$(median <"$work/b2cold")
 
 # ---- B3 ----
 log "B3 artifacts"
-b3_sha=$(repeat "$runs" "$bin/bench_exec" sha 16777216 20 | median)
+b3_specs="1KB:1024:5000 64KB:65536:2000 1MB:1048576:200 16MB:16777216:20"
+for _ in $(rounds); do
+    "$bin/bench_exec" sha 16777216 20 >>"$work/b3sha"
+    for spec in $b3_specs; do
+        name=${spec%%:*} rest=${spec#*:}
+        size=${rest%%:*} n=${rest#*:}
+        for mode in wx1 compat; do
+            [ "$mode" = compat ] && n=$(( n / 4 > 5 ? n / 4 : 5 ))
+            repeat 1 "$bin/bench_exec" artifact "$work/home" "$noop" "$size" \
+                "$n" "$mode" batch >>"$work/b3-$name-$mode"
+        done
+    done
+    repeat 1 "$bin/bench_exec" artifact "$work/home" "$noop" 16777216 20 \
+        wx1 full >>"$work/b3full"
+done
+b3_sha=$(median <"$work/b3sha")
 b3_rows=""
-for spec in "1KB 1024 5000" "64KB 65536 2000" "1MB 1048576 200" \
-    "16MB 16777216 20"; do
-    set -- $spec
+for spec in $b3_specs; do
+    name=${spec%%:*}
     for mode in wx1 compat; do
-        n=$3
-        [ "$mode" = compat ] && n=$(( $3 / 4 > 5 ? $3 / 4 : 5 ))
-        repeat "$runs" "$bin/bench_exec" artifact "$work/home" "$noop" "$2" \
-            "$n" "$mode" batch >"$work/b3"
-        eng=$(col 1 <"$work/b3" | median)
-        dur=$(col 2 <"$work/b3" | median)
-        b3_rows="$b3_rows$1 $mode $eng $dur
+        eng=$(col 1 <"$work/b3-$name-$mode" | median)
+        dur=$(col 2 <"$work/b3-$name-$mode" | median)
+        b3_rows="$b3_rows$name $mode $eng $dur
 "
     done
 done
-b3_16=$(echo "$b3_rows" | awk '$1 == "16MB" && $2 == "wx1" {print $3}')
-b3_16c=$(echo "$b3_rows" | awk '$1 == "16MB" && $2 == "compat" {print $3}')
-b3_full=$(repeat "$runs" "$bin/bench_exec" artifact "$work/home" "$noop" \
-    16777216 20 wx1 full | col 1 | median)
+b3_full=$(col 1 <"$work/b3full" | median)
 
 # ---- B4 ----
 log "B4 aggregation"
@@ -110,9 +133,15 @@ b4=$(repeat "$runs" "$bin/bench_exec" aggregate "$work/home" "$noop" 100 10240 2
 
 # ---- B5 ----
 log "B5 cold start"
-b5_native=$(repeat "$runs" "$bin/bench_exec" start "$work/home" "$noop" 100 | median)
-b5_python=$(repeat "$runs" "$bin/bench_exec" start "$work/home" "$sir_python" 5 | median)
-b5_fork=$(repeat "$runs" "$bin/bench_exec" forkexec "$bin/bench_trivial" 200 | median)
+for _ in $(rounds); do
+    repeat 1 "$bin/bench_exec" start "$work/home" "$noop" 100 >>"$work/b5n"
+    "$bin/bench_exec" forkexec "$bin/bench_trivial" 200 >>"$work/b5f"
+    repeat 1 "$bin/bench_exec" start "$work/home" "$sir_python" 5 \
+        >>"$work/b5p"
+done
+b5_native=$(median <"$work/b5n")
+b5_python=$(median <"$work/b5p")
+b5_fork=$(median <"$work/b5f")
 
 # ---- B6 ----
 log "B6 memory"

@@ -136,12 +136,12 @@ log "B5 cold start"
 for _ in $(rounds); do
     repeat 1 "$bin/bench_exec" start "$work/home" "$noop" 100 >>"$work/b5n"
     "$bin/bench_exec" forkexec "$bin/bench_trivial" 200 >>"$work/b5f"
-    repeat 1 "$bin/bench_exec" start "$work/home" "$sir_python" 5 \
-        >>"$work/b5p"
 done
 b5_native=$(median <"$work/b5n")
-b5_python=$(median <"$work/b5p")
 b5_fork=$(median <"$work/b5f")
+# Apart: Python interpreters exiting would overlap the next round.
+b5_python=$(repeat "$runs" "$bin/bench_exec" start "$work/home" \
+    "$sir_python" 5 | median)
 
 # ---- B6 ----
 log "B6 memory"

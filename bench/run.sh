@@ -159,7 +159,7 @@ done | median)
 
 # ---- the table ----
 kib() { awk -v b="$1" 'BEGIN {printf "%.1f KiB", b / 1024}'; }
-echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'); $(df -T "$work" | awk 'NR == 2 {print $2}') file system. Median of $runs runs."
+echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'); $(df -T "$work" | awk 'NR == 2 {print $2}') file system. Median of $runs rounds."
 echo
 echo "| benchmark | warmexec | reference | ratio | target |"
 echo "|---|---|---|---|---|"

@@ -151,7 +151,12 @@ int wx__mpi_receive(int source, int tag, wx_buf *out, int *from,
     MPI_Probe(source, tag, MPI_COMM_WORLD, &st);
     MPI_Get_count(&st, MPI_BYTE, &n);
     if (n < 0 || wx_buf_reserve(out, (size_t)n + 1, err) != 0) {
-        /* Take it off the line anyway. */
+        /*
+         * Senders keep to the limit, so memory ran out.  The message must
+         * leave the line (a probe would find it again); reading none of
+         * it is a truncation error, which MPI's default error handler
+         * turns into the end of the job, with MPI's message.
+         */
         MPI_Recv(NULL, 0, MPI_BYTE, st.MPI_SOURCE, tag, MPI_COMM_WORLD,
                  MPI_STATUS_IGNORE);
         return wx_error_set(err, WX_ENOMEM, "no room for a message of %d "

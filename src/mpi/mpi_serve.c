@@ -162,13 +162,19 @@ static int serve_task(server *sv, json_t *head, wx__mpi_reader *rest,
     return rc;
 }
 
+static bool is_kind(const json_t *head, const char *kind)
+{
+    const char *k = json_string_value(json_object_get(head, "k"));
+
+    return k && strcmp(k, kind) == 0;
+}
+
 /* Take the tasks that arrived; false once rank 0 says stop. */
 static bool take_tasks(server *sv, bool *busy)
 {
     for (;;) {
         wx_error err = WX_ERROR_INIT;
         json_t *head = NULL;
-        const char *kind;
         wx_buf msg;
         wx__mpi_reader rest;
         int flag = 0, rc;
@@ -180,8 +186,7 @@ static bool take_tasks(server *sv, bool *busy)
         rc = wx__mpi_receive(0, TAG_TASK, &msg, NULL, &err);
         if (!rc)
             rc = wx__mpi_decode(&msg, &head, &rest, &err);
-        kind = json_string_value(json_object_get(head, "k"));
-        if (!rc && kind && strcmp(kind, "stop") == 0) {
+        if (!rc && is_kind(head, "stop")) {
             json_decref(head);
             wx_buf_release(&msg);
             return false;
@@ -259,13 +264,6 @@ static json_t *control_message(void)
         wx__mpi_decode(&msg, &head, &rest, &err);
     wx_buf_release(&msg);
     return head;
-}
-
-static bool is_kind(const json_t *head, const char *kind)
-{
-    const char *k = json_string_value(json_object_get(head, "k"));
-
-    return k && strcmp(k, kind) == 0;
 }
 
 /* After a failed start: wait for rank 0's stop, ignoring anything else. */

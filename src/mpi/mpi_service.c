@@ -376,7 +376,7 @@ static bool receive_results(mpi_service *s)
         got = true;
         if (wx__mpi_receive(MPI_ANY_SOURCE, TAG_RESULT, &msg, &from,
                             &err) != 0)
-            continue; /* its job cannot be found: the run reports it hung */
+            continue; /* only with an MPI error handler that returns */
         j = take_flying(s, wx__mpi_message_id(&msg), from);
         if (!j) {
             wx_buf_release(&msg);

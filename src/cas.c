@@ -17,6 +17,7 @@
 #include <warmexec/cas.h>
 
 #include "alloc.h"
+#include "cas.h"
 #include "fs.h"
 #include "hash.h"
 
@@ -26,8 +27,6 @@
 #define CHUNK_BYTES 32768
 /* Room left in PATH_MAX for "/sha256/<2>/<62>" and a temporary name. */
 #define ROOT_MAX (PATH_MAX - 128)
-/* From this size on, an object is hashed while another thread writes it. */
-#define PARALLEL_MIN ((size_t)1 << 20)
 /* BATCH: a put flushes by itself once this many objects are pending. */
 #define PENDING_MAX 8192
 
@@ -42,10 +41,9 @@ typedef struct cas_ops {
     /* Store the bytes under `hex` (trusted); present and intact is ok. */
     int (*put)(wx_cas *cas, const char *hex, const void *data, size_t len,
                wx_error *err);
-    /* Store bytes not hashed yet, hashing them into `hex` while they are
-     * written (NULL when the backend cannot do better than put). */
-    int (*put_hashing)(wx_cas *cas, const void *data, size_t len,
-                       char hex[WX_HEX256_LEN + 1], wx_error *err);
+    /* Begin a stream (cas.h); NULL when the backend has none. */
+    int (*open_stream)(wx_cas *cas, const uint8_t *data, size_t len,
+                       wx__cas_stream **out, wx_error *err);
     /* Make every object stored so far durable. */
     int (*flush)(wx_cas *cas, wx_error *err);
     /* Read the stored bytes unverified; `*data` is NULL when empty. */
@@ -120,6 +118,32 @@ static int check_digest(const wx_cas *cas, const char *hex,
                         hex, actual_hex, where);
 }
 
+int wx__cas_stream_open(wx_cas *cas, const uint8_t *data, size_t len,
+                        wx__cas_stream **out, wx_error *err)
+{
+    *out = NULL;
+    if (!cas->ops->open_stream)
+        return wx_error_set(err, WX_EINVAL, "this store cannot stream");
+    return cas->ops->open_stream(cas, data, len, out, err);
+}
+
+/*
+ * A big object already in memory: written by this thread while the
+ * stream's helper hashes it, so storing costs about the slower of the
+ * two instead of their sum.
+ */
+static int put_streamed(wx_cas *cas, const void *data, size_t len,
+                        char hex[WX_HEX256_LEN + 1], wx_error *err)
+{
+    wx__cas_stream *s;
+    int rc = cas->ops->open_stream(cas, data, len, &s, err);
+
+    if (rc)
+        return rc;
+    wx__cas_stream_arrived(s, len);
+    return wx__cas_stream_finish(s, hex, err);
+}
+
 int wx_cas_put(wx_cas *cas, const void *data, size_t len,
                const char *sha256_hex, char ref[WX_CAS_REF_LEN + 1],
                wx_error *err)
@@ -137,8 +161,8 @@ int wx_cas_put(wx_cas *cas, const void *data, size_t len,
     if (sha256_hex) {
         memcpy(hex, sha256_hex, sizeof(hex));
         rc = cas->ops->put(cas, hex, data, len, err);
-    } else if (len >= PARALLEL_MIN && cas->ops->put_hashing) {
-        rc = cas->ops->put_hashing(cas, data, len, hex, err);
+    } else if (len >= WX__CAS_STREAM_MIN && cas->ops->open_stream) {
+        rc = put_streamed(cas, data, len, hex, err);
     } else {
         rc = wx__sha256_hex(data, len, hex, err);
         if (!rc)
@@ -586,55 +610,181 @@ static int fs_put(wx_cas *cas, const char *hex, const void *data, size_t len,
     return rc ? wx_error_prefix(err, rc, "cannot store cas://%s", hex) : 0;
 }
 
-/* A temporary copy written by another thread while the caller hashes. */
-typedef struct temp_job {
-    const fs_cas *c;
-    const void *data;
+/* ---- streams (cas.h) ---- */
+
+struct wx__cas_stream {
+    fs_cas *c;
+    const uint8_t *data;
     size_t len;
+    /* The caller's side: the temporary file and what is written to it. */
+    int fd;
     char tmp[PATH_MAX];
-    int rc;
-    wx_error err;
-} temp_job;
+    size_t written;
+    int write_rc;
+    wx_error write_err;
+    /* The hashing side: a helper thread, or the caller without one. */
+    wx__sha256_ctx sha;
+    bool threaded;
+    pthread_t hasher;
+    pthread_mutex_t mu;
+    pthread_cond_t more;
+    size_t arrived; /* under mu: bytes there to hash */
+    bool cancel;    /* under mu: stop hashing */
+    size_t hashed;  /* the hasher's own */
+    int hash_rc;
+    wx_error hash_err;
+};
 
-static void *write_temp_main(void *arg)
+static void hash_range(wx__cas_stream *s, size_t upto)
 {
-    temp_job *j = arg;
+    if (!s->hash_rc && upto > s->hashed)
+        s->hash_rc = wx__sha256_update(&s->sha, s->data + s->hashed,
+                                       upto - s->hashed, &s->hash_err);
+    s->hashed = upto;
+}
 
-    j->rc = write_temp(j->c, j->c->objects, j->data, j->len, j->tmp,
-                       sizeof(j->tmp), &j->err);
+/* The helper: hash what has arrived until the last byte or a cancel. */
+static void *hasher_main(void *arg)
+{
+    wx__cas_stream *s = arg;
+
+    while (s->hashed < s->len) {
+        size_t upto;
+
+        pthread_mutex_lock(&s->mu);
+        while (s->arrived == s->hashed && !s->cancel)
+            pthread_cond_wait(&s->more, &s->mu);
+        upto = s->cancel ? s->hashed : s->arrived;
+        pthread_mutex_unlock(&s->mu);
+        if (upto == s->hashed)
+            break; /* cancelled */
+        hash_range(s, upto);
+    }
     return NULL;
 }
 
-/*
- * A big object: one thread writes it to a temporary file while this one
- * hashes it, so storing costs about the slower of the two instead of
- * their sum; then the file gets its name.
- */
-static int fs_put_hashing(wx_cas *cas, const void *data, size_t len,
-                          char hex[WX_HEX256_LEN + 1], wx_error *err)
+static void stream_free(wx__cas_stream *s)
+{
+    wx__sha256_abort(&s->sha);
+    pthread_cond_destroy(&s->more);
+    pthread_mutex_destroy(&s->mu);
+    wx_free(s);
+}
+
+static int fs_open_stream(wx_cas *cas, const uint8_t *data, size_t len,
+                          wx__cas_stream **out, wx_error *err)
 {
     fs_cas *c = (fs_cas *)cas;
-    temp_job job = {.c = c, .data = data, .len = len, .err = WX_ERROR_INIT};
-    pthread_t writer;
-    bool threaded = pthread_create(&writer, NULL, write_temp_main, &job) == 0;
+    wx__cas_stream *s = wx__calloc(1, sizeof(*s));
     int rc;
 
-    if (!threaded)
-        write_temp_main(&job);
-    rc = wx__sha256_hex(data, len, hex, err);
-    if (threaded)
-        pthread_join(writer, NULL);
-    if (job.rc) {
-        if (!rc)
-            rc = wx_error_set(err, job.rc, "%s", job.err.message);
-        return rc;
+    if (!s)
+        return oom(err);
+    *s = (wx__cas_stream){.c = c, .data = data, .len = len, .fd = -1,
+                          .write_err = WX_ERROR_INIT,
+                          .sha = WX__SHA256_INIT,
+                          .hash_err = WX_ERROR_INIT};
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->more, NULL);
+    rc = wx__sha256_begin(&s->sha, err);
+    if (!rc) {
+        s->fd = wx__fs_open_temp(c->objects, "put", s->tmp, sizeof(s->tmp),
+                                 0444, err);
+        rc = s->fd < 0 ? s->fd : 0;
     }
     if (rc) {
-        unlink(job.tmp);
+        stream_free(s);
         return rc;
     }
-    rc = publish_temp(c, hex, job.tmp, data, len, err);
-    return rc ? wx_error_prefix(err, rc, "cannot store cas://%s", hex) : 0;
+    /* Without a thread the caller hashes as bytes arrive. */
+    s->threaded = pthread_create(&s->hasher, NULL, hasher_main, s) == 0;
+    *out = s;
+    return 0;
+}
+
+void wx__cas_stream_arrived(wx__cas_stream *s, size_t n)
+{
+    if (n > s->len || n <= s->written)
+        return;
+    if (!s->write_rc)
+        s->write_rc = wx__fs_write_all(s->fd, s->data + s->written,
+                                       n - s->written, &s->write_err);
+    s->written = n;
+    if (!s->threaded) {
+        hash_range(s, n);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->arrived = n;
+    pthread_cond_signal(&s->more);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Stop the helper (at once when `cancel`, else after the last byte). */
+static void stop_hasher(wx__cas_stream *s, bool cancel)
+{
+    if (!s->threaded)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->cancel = cancel;
+    pthread_cond_signal(&s->more);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->hasher, NULL);
+    s->threaded = false;
+}
+
+/* Close the temporary file, synced under FULL; the first failure wins. */
+static int close_temp(wx__cas_stream *s, wx_error *err)
+{
+    int rc = 0;
+
+    if (s->write_rc)
+        rc = wx_error_set(err, s->write_rc, "%s", s->write_err.message);
+    else if (s->c->sync == WX_CAS_SYNC_FULL && fsync(s->fd) != 0)
+        rc = wx_error_set_sys(err, WX_EIO, errno, "fsync %s", s->tmp);
+    if (close(s->fd) != 0 && !rc)
+        rc = wx_error_set_sys(err, WX_EIO, errno, "close %s", s->tmp);
+    s->fd = -1;
+    return rc;
+}
+
+int wx__cas_stream_finish(wx__cas_stream *s, char hex[WX_HEX256_LEN + 1],
+                          wx_error *err)
+{
+    uint8_t digest[WX_SHA256_LEN];
+    int rc;
+
+    if (s->written < s->len)
+        WX_BUG("CAS stream finished before its last byte");
+    stop_hasher(s, false);
+    rc = close_temp(s, err);
+    if (!rc && s->hash_rc)
+        rc = wx_error_set(err, s->hash_rc, "%s", s->hash_err.message);
+    if (!rc)
+        rc = wx__sha256_finish(&s->sha, digest, err);
+    if (rc) {
+        unlink(s->tmp);
+        rc = wx_error_prefix(err, rc, "cannot store an object of %zu bytes",
+                             s->len);
+    } else {
+        wx__hex(digest, sizeof(digest), hex);
+        rc = publish_temp(s->c, hex, s->tmp, s->data, s->len, err);
+        if (rc)
+            rc = wx_error_prefix(err, rc, "cannot store cas://%s", hex);
+    }
+    stream_free(s);
+    return rc;
+}
+
+void wx__cas_stream_abort(wx__cas_stream *s)
+{
+    if (!s)
+        return;
+    stop_hasher(s, true);
+    if (s->fd >= 0)
+        close(s->fd);
+    unlink(s->tmp);
+    stream_free(s);
 }
 
 /* Open an object for reading: WX_ENOTFOUND when absent. */
@@ -843,7 +993,7 @@ static void fs_close(wx_cas *cas)
     wx_free(c);
 }
 
-static const cas_ops fs_ops = {fs_put,    fs_put_hashing, fs_flush,
+static const cas_ops fs_ops = {fs_put,    fs_open_stream, fs_flush,
                                fs_load,   fs_digest,      fs_exists,
                                fs_remove, fs_walk,        fs_locate,
                                fs_close};

@@ -11,6 +11,7 @@
 #include <warmexec/json.h>
 
 #include "alloc.h"
+#include "cas.h"
 #include "clock.h"
 #include "env.h"
 #include "hash.h"
@@ -95,16 +96,115 @@ static int loaded_ref(wx_artifact *a, wx_error *err)
     return 0;
 }
 
+/* ---- big attachments stored while they arrive (env.h) ---- */
+
+typedef struct ingest_item {
+    size_t att;             /* the attachment's index in the frame */
+    size_t from, len;       /* and its place in the frame's bytes */
+    wx__cas_stream *stream; /* NULL once finished */
+    char hex[WX_HEX256_LEN + 1]; /* the object, once finished */
+} ingest_item;
+
+static bool bound_for_store(const wx__ingest *in, size_t len)
+{
+    return len > in->inline_max && len >= WX__CAS_STREAM_MIN;
+}
+
+/*
+ * A stream for every attachment bound for the store.  One that cannot
+ * be opened is left out: its output takes the ordinary way to the store,
+ * which reports what is wrong.
+ */
+static void ingest_begin(void *ctx, const wx__frame *f)
+{
+    wx__ingest *in = ctx;
+    size_t n = 0;
+
+    wx__ingest_end(in);
+    for (size_t i = 0; i < f->n_att; i++)
+        n += bound_for_store(in, f->att_off[i + 1] - f->att_off[i]);
+    if (!n || !(in->items = wx__calloc(n, sizeof(*in->items))))
+        return;
+    for (size_t i = 0; i < f->n_att; i++) {
+        ingest_item *it = &in->items[in->n];
+
+        it->att = i;
+        it->from = f->att_off[i];
+        it->len = f->att_off[i + 1] - f->att_off[i];
+        if (bound_for_store(in, it->len) &&
+            wx__cas_stream_open(in->cas, (const uint8_t *)f->att.data +
+                                             it->from,
+                                it->len, &it->stream, NULL) == 0)
+            in->n++;
+    }
+}
+
+static void ingest_arrived(void *ctx, const wx__frame *f, size_t n)
+{
+    wx__ingest *in = ctx;
+
+    (void)f;
+    for (size_t i = 0; i < in->n; i++) {
+        ingest_item *it = &in->items[i];
+
+        if (it->stream && n > it->from)
+            wx__cas_stream_arrived(it->stream, WX_MIN(n - it->from, it->len));
+    }
+}
+
+void wx__ingest_init(wx__ingest *in, wx_cas *cas, size_t inline_max)
+{
+    *in = (wx__ingest){.sink = {ingest_begin, ingest_arrived, in},
+                       .cas = cas,
+                       .inline_max = inline_max};
+}
+
+void wx__ingest_end(wx__ingest *in)
+{
+    for (size_t i = 0; i < in->n; i++)
+        wx__cas_stream_abort(in->items[i].stream);
+    wx_free(in->items);
+    in->items = NULL;
+    in->n = 0;
+}
+
+/*
+ * The object that attachment `att` became: its stream is finished by
+ * the first output that names it.  `*found` is false without a stream.
+ */
+static int ingest_finish(wx__ingest *in, size_t att, const char **hex,
+                         wx_error *err)
+{
+    *hex = NULL;
+    for (size_t i = 0; in && i < in->n; i++) {
+        ingest_item *it = &in->items[i];
+        int rc;
+
+        if (it->att != att)
+            continue;
+        if (it->stream) {
+            rc = wx__cas_stream_finish(it->stream, it->hex, err);
+            it->stream = NULL;
+            if (rc)
+                return rc;
+        }
+        *hex = it->hex;
+        return 0;
+    }
+    return 0;
+}
+
 /*
  * One raw output: an inline copy with its checksum, or a CAS object,
  * whose ref names its checksum (the store hashes big objects while it
- * writes them).
+ * writes them, or while they arrived).
  */
-static int make_artifact(wx_cas *cas, size_t inline_max,
+static int make_artifact(wx_cas *cas, size_t inline_max, wx__ingest *in,
                          const wx__raw_output *raw, wx_artifact *a,
                          wx_error *err)
 {
     char ref[WX_CAS_REF_LEN + 1];
+    const char *streamed;
     int rc;
 
     a->size = raw->len;
@@ -119,7 +219,11 @@ static int make_artifact(wx_cas *cas, size_t inline_max,
         /* Without a store a big output travels loaded, under its ref. */
         return raw->len <= inline_max ? 0 : loaded_ref(a, err);
     }
-    rc = wx_cas_put(cas, raw->data, raw->len, NULL, ref, err);
+    rc = ingest_finish(in, raw->att, &streamed, err);
+    if (!rc && streamed)
+        snprintf(ref, sizeof(ref), WX_CAS_PREFIX "%s", streamed);
+    else if (!rc)
+        rc = wx_cas_put(cas, raw->data, raw->len, NULL, ref, err);
     if (rc)
         return wx_error_prefix(err, rc == WX_ENOMEM ? rc : WX_EIO,
                                "cannot store output '%s'", raw->name);
@@ -128,7 +232,7 @@ static int make_artifact(wx_cas *cas, size_t inline_max,
     return a->ref ? 0 : wx_error_set(err, WX_ENOMEM, "out of memory");
 }
 
-int wx__handle_artifacts(wx_cas *cas, size_t inline_max,
+int wx__handle_artifacts(wx_cas *cas, size_t inline_max, wx__ingest *in,
                          const wx__outputs *raw, wx_output **outputs,
                          wx_error *err)
 {
@@ -137,7 +241,7 @@ int wx__handle_artifacts(wx_cas *cas, size_t inline_max,
 
     for (size_t i = 0; !rc && i < raw->n; i++) {
         o[i].name = wx__strdup(raw->items[i].name);
-        rc = o[i].name ? make_artifact(cas, inline_max, &raw->items[i],
+        rc = o[i].name ? make_artifact(cas, inline_max, in, &raw->items[i],
                                        &o[i].art, err)
                        : wx_error_set(err, WX_ENOMEM, "out of memory");
     }
@@ -435,19 +539,24 @@ static int attempt(wx_env *env, const wx__resolved *b, const wx_task *task,
     wx_output *outputs = NULL;
     wx__worker *w = NULL;
     const wx__outputs *raw = NULL;
+    wx__ingest in;
     int rc;
 
+    wx__ingest_init(&in, env->cas, env->inline_max);
     rc = wx__pool_execute_raw(env->pool, &b->runner.spec, task->entrypoint,
-                              task->params, task->seed, &mw, &raw, &result,
-                              &w, fault, err);
+                              task->params, task->seed, &mw,
+                              env->cas ? &in.sink : NULL, &raw, &result, &w,
+                              fault, err);
     if (!rc && ids.done && ids.rc)
         rc = wx_error_set(err, ids.rc, "%s", ids.err.message);
     if (!rc)
-        rc = wx__handle_artifacts(env->cas, env->inline_max, raw, &outputs,
-                                  err);
+        rc = wx__handle_artifacts(env->cas, env->inline_max, &in, raw,
+                                  &outputs, err);
     if (!rc)
         rc = wx__create_sim_return(task, ids.done ? &ids.ids : NULL, outputs,
                                    raw->n, ret, err);
+    /* Before the worker goes back: the streams read its frame. */
+    wx__ingest_end(&in);
     if (w)
         wx__pool_release(env->pool, w);
     json_decref(result);

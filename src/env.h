@@ -28,12 +28,32 @@ int wx__resolve_bundle(wx_bundles *bundles, const wx_config *cfg,
 void wx__resolved_release(wx__resolved *r);
 
 /*
+ * The big attachments of one worker reply, stored in the CAS while they
+ * arrive: a frame sink (frame.h) that opens a CAS stream (cas.h) for
+ * every attachment bound for the store, i.e. longer than `inline_max`
+ * and of at least WX__CAS_STREAM_MIN bytes.  wx__handle_artifacts()
+ * finishes the streams its outputs name; wx__ingest_end() drops the rest.
+ */
+typedef struct wx__ingest {
+    wx__frame_sink sink;
+    wx_cas *cas;
+    size_t inline_max;
+    struct ingest_item *items; /* owned */
+    size_t n;
+} wx__ingest;
+
+void wx__ingest_init(wx__ingest *in, wx_cas *cas, size_t inline_max);
+/* Abort the streams not finished and free them; `in` can be used again. */
+void wx__ingest_end(wx__ingest *in);
+
+/*
  * handle_artifacts: every raw output becomes a TableArtifact with its
  * real size and SHA-256 checksum, inline up to `inline_max` bytes, else
- * stored in the CAS under its digest.  `*outputs` (n = raw->n) is the
+ * stored in the CAS under its digest (finishing the stream of `in`, may
+ * be NULL, that holds its attachment).  `*outputs` (n = raw->n) is the
  * caller's.  Storage failures are WX_EIO (StorageError).
  */
-int wx__handle_artifacts(wx_cas *cas, size_t inline_max,
+int wx__handle_artifacts(wx_cas *cas, size_t inline_max, wx__ingest *in,
                          const wx__outputs *raw, wx_output **outputs,
                          wx_error *err);
 

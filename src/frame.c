@@ -219,6 +219,7 @@ int wx__frame_reader_init(wx__frame_reader *r, int fd, size_t max_frame,
 {
     r->fd = fd;
     r->max_frame = max_frame;
+    r->sink = NULL;
     r->ahead_pos = r->ahead_len = 0;
     r->ahead = wx__malloc(WX_FRAME_AHEAD);
     if (!r->ahead)
@@ -386,23 +387,32 @@ static int read_header(wx__frame_reader *r, wx__frame_header *h,
     }
 }
 
-/* Append exactly n bytes to `b`: first from the read-ahead, then the fd. */
+/*
+ * Append exactly n bytes to `b`: first from the read-ahead, then the fd.
+ * With `f` set, `b` is that frame's attachments and the reader's sink
+ * hears about them.
+ */
 static int read_exact(wx__frame_reader *r, wx_buf *b, size_t n,
-                      int64_t deadline, wx_error *err)
+                      int64_t deadline, const wx__frame *f, wx_error *err)
 {
+    const wx__frame_sink *sink = f ? r->sink : NULL;
     size_t from_ahead = WX_MIN(n, r->ahead_len - r->ahead_pos);
     int rc = wx_buf_reserve(b, n, err);
 
     if (rc)
         return rc;
+    if (sink)
+        sink->begin(sink->ctx, f);
     memcpy(b->data + b->len, r->ahead + r->ahead_pos, from_ahead);
     r->ahead_pos += from_ahead;
     b->len += from_ahead;
     n -= from_ahead;
     while (n > 0) {
-        ssize_t got =
-            read_some(r->fd, b->data + b->len, n, deadline, false, err);
+        ssize_t got;
 
+        if (sink && b->len)
+            sink->arrived(sink->ctx, f, b->len);
+        got = read_some(r->fd, b->data + b->len, n, deadline, false, err);
         if (got < 0)
             return (int)got;
         if (got == 0)
@@ -411,6 +421,8 @@ static int read_exact(wx__frame_reader *r, wx_buf *b, size_t n,
         b->len += (size_t)got;
         n -= (size_t)got;
     }
+    if (sink)
+        sink->arrived(sink->ctx, f, b->len);
     b->data[b->len] = '\0';
     return 0;
 }
@@ -434,9 +446,9 @@ int wx__frame_read(wx__frame_reader *r, wx__frame *f, int64_t deadline,
         att_total += h.att_len[i];
         f->att_off[i + 1] = att_total;
     }
-    rc = read_exact(r, &f->body, h.content_length, deadline, err);
+    rc = read_exact(r, &f->body, h.content_length, deadline, NULL, err);
     if (!rc && att_total)
-        rc = read_exact(r, &f->att, att_total, deadline, err);
+        rc = read_exact(r, &f->att, att_total, deadline, f, err);
     return rc;
 }
 

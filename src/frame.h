@@ -57,10 +57,26 @@ typedef struct wx__frame {
 void wx__frame_init(wx__frame *f, size_t max_frame);
 void wx__frame_release(wx__frame *f);
 
+/*
+ * Told about a frame's attachments while they arrive, so that a big one
+ * can be stored before its last byte is read (the CAS streams of
+ * cas.h).  `begin` comes once the body is read and f->att reserved in
+ * full (its bytes then stay where they are until the next frame);
+ * `arrived` after every read, with the bytes of f->att there so far.  A
+ * frame that fails half-way gets no further call: the sink's owner
+ * learns it from wx__frame_read().
+ */
+typedef struct wx__frame_sink {
+    void (*begin)(void *ctx, const wx__frame *f);
+    void (*arrived)(void *ctx, const wx__frame *f, size_t n);
+    void *ctx;
+} wx__frame_sink;
+
 /* Buffered reader of frames from a file descriptor. */
 typedef struct wx__frame_reader {
     int fd;
     size_t max_frame;
+    const wx__frame_sink *sink; /* borrowed; NULL for none */
     char *ahead;      /* read-ahead for header blocks, WX_FRAME_AHEAD bytes */
     size_t ahead_pos; /* first unread byte */
     size_t ahead_len; /* bytes held */

@@ -984,6 +984,7 @@ static int read_execute_result(wx_pool *p, wx__worker *w,
 int wx__pool_execute_raw(wx_pool *p, const wx_worker_spec *spec,
                          const char *entrypoint, const json_t *params,
                          int64_t seed, const wx__meanwhile *mw,
+                         const wx__frame_sink *sink,
                          const wx__outputs **raw, json_t **result,
                          wx__worker **leased, wx_fault *fault, wx_error *err)
 {
@@ -997,10 +998,13 @@ int wx__pool_execute_raw(wx_pool *p, const wx_worker_spec *spec,
     if (!call)
         return wx_error_set(err, WX_EINVAL, "execute params are not valid");
     rc = wx__pool_lease(p, spec, &w, fault, err);
-    if (!rc)
+    if (!rc) {
+        w->conn.reader.sink = sink;
         rc = wx__pool_call_meanwhile(p, w, "execute",
                                      &(wx__rpc_params){.json = call}, NULL, 0,
                                      mw, result, fault, err);
+        w->conn.reader.sink = NULL;
+    }
     if (!rc)
         rc = read_execute_result(p, w, *result, &w->raw, fault, err);
     if (!rc)
@@ -1020,8 +1024,8 @@ int wx_pool_execute(wx_pool *p, const wx_worker_spec *spec,
     wx__worker *w = NULL;
     int rc;
 
-    rc = wx__pool_execute_raw(p, spec, entrypoint, params, seed, NULL, &raw,
-                              &result, &w, fault, err);
+    rc = wx__pool_execute_raw(p, spec, entrypoint, params, seed, NULL, NULL,
+                              &raw, &result, &w, fault, err);
     if (!rc)
         rc = copy_outputs(raw, outputs, n_outputs, err);
     if (w)

@@ -53,8 +53,9 @@ void wx__pool_fail(wx_pool *p, wx__worker *w, int rc, wx_fault *fault,
                    wx_error *err);
 
 /*
- * Lease, `execute` (running `mw`, may be NULL, while the worker works)
- * and read the outputs, keeping the lease: `*raw` (the worker's, set on
+ * Lease, `execute` (running `mw`, may be NULL, while the worker works;
+ * `sink`, may be NULL, hears about the reply's attachments as they
+ * arrive) and read the outputs, keeping the lease: `*raw` (the worker's, set on
  * success) points into its last reply and `*result` (caller's reference), both
  * valid until the caller releases `*leased` (set whenever a worker was
  * leased, also on failure).  Errors as wx_pool_execute().
@@ -62,6 +63,7 @@ void wx__pool_fail(wx_pool *p, wx__worker *w, int rc, wx_fault *fault,
 int wx__pool_execute_raw(wx_pool *p, const wx_worker_spec *spec,
                          const char *entrypoint, const json_t *params,
                          int64_t seed, const wx__meanwhile *mw,
+                         const wx__frame_sink *sink,
                          const wx__outputs **raw, json_t **result,
                          wx__worker **leased, wx_fault *fault, wx_error *err);
 

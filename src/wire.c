@@ -79,7 +79,7 @@ static int inband_execute_error(const json_t *result, wx_error *err)
 }
 
 static int push_output(wx__outputs *o, const char *name, const uint8_t *data,
-                       size_t len, wx_error *err)
+                       size_t len, size_t att, wx_error *err)
 {
     if (o->n == o->cap) {
         size_t cap = o->cap ? o->cap * 2 : 8;
@@ -90,7 +90,7 @@ static int push_output(wx__outputs *o, const char *name, const uint8_t *data,
         o->items = items;
         o->cap = cap;
     }
-    o->items[o->n++] = (wx__raw_output){name, data, len};
+    o->items[o->n++] = (wx__raw_output){name, data, len, att};
     return 0;
 }
 
@@ -130,7 +130,8 @@ static int read_output(const char *name, const json_t *v,
             return wx_error_set(err, WX_EPROTO,
                                 "output '%s' names a missing attachment",
                                 name);
-        return push_output(o, name, data, n, err);
+        return push_output(o, name, data, n,
+                           (size_t)json_integer_value(att), err);
     }
     if (!json_is_string(v) || wx_json_is_bigint(v))
         return wx_error_set(err, WX_EPROTO,
@@ -143,7 +144,7 @@ static int read_output(const char *name, const json_t *v,
     if (rc)
         return wx_error_prefix(err, WX_EPROTO, "output '%s'", name);
     o->decoded.len += n;
-    return push_output(o, name, dst, n, err);
+    return push_output(o, name, dst, n, WX__NO_ATT, err);
 }
 
 int wx__wire_read_outputs(const json_t *result, const wx__rpc_conn *conn,

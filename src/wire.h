@@ -24,7 +24,10 @@ typedef struct wx__raw_output {
     const char *name;
     const uint8_t *data;
     size_t len;
+    size_t att; /* the attachment holding the bytes, or WX__NO_ATT */
 } wx__raw_output;
+
+#define WX__NO_ATT SIZE_MAX
 
 /*
  * The artifacts of one execute result.  Names are borrowed from the

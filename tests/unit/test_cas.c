@@ -6,8 +6,11 @@
 #include "testutil.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +18,7 @@
 #include <warmexec/cas.h>
 
 #include "alloc.h"
+#include "cas.h"
 #include "hash.h"
 
 /* SHA-256 of "hello" and of nothing. */
@@ -732,6 +736,105 @@ static void test_fs_big_objects(void **state)
     free(big);
 }
 
+/* Bytes that arrive in uneven pieces (some counts repeated) are stored. */
+static void stream_in_pieces(wx_cas *cas, const uint8_t *data, size_t len,
+                             char hex[WX_HEX256_LEN + 1])
+{
+    static const size_t pieces[] = {0, 1, 100, 100, 65536, 1u << 20, 50};
+    wx_error err = WX_ERROR_INIT;
+    wx__cas_stream *s;
+    size_t n = 0;
+
+    assert_ok(wx__cas_stream_open(cas, data, len, &s, &err), &err);
+    for (size_t i = 0; n < len; i++) {
+        size_t piece = pieces[i % (sizeof(pieces) / sizeof(pieces[0]))];
+
+        n = n + piece < len ? n + piece : len;
+        wx__cas_stream_arrived(s, n);
+    }
+    assert_ok(wx__cas_stream_finish(s, hex, &err), &err);
+}
+
+/*
+ * A stream stores bytes as they arrive: its object is the SHA-256 of the
+ * bytes, the same as a put's; streaming present bytes again is the same
+ * object; an aborted stream leaves nothing.  No temporary file remains.
+ */
+static void test_fs_stream(void **state)
+{
+    fixture *f = *state;
+    size_t len = (3u << 20) + 5;
+    uint8_t *big = pattern(len, 3);
+    char hex[WX_HEX256_LEN + 1], want[WX_CAS_REF_LEN + 1];
+    wx_error err = WX_ERROR_INIT;
+    wx__cas_stream *s;
+
+    expected_ref(big, len, want);
+    stream_in_pieces(f->cas, big, len, hex);
+    assert_string_equal(hex, want + 6);
+    assert_object(f->cas, want, big, len);
+    stream_in_pieces(f->cas, big, len, hex);
+    assert_string_equal(hex, want + 6);
+    assert_int_equal(count_objects(f->cas), 1);
+    /* Aborted half-way, and before any byte. */
+    big[0] ^= 1;
+    assert_ok(wx__cas_stream_open(f->cas, big, len, &s, &err), &err);
+    wx__cas_stream_arrived(s, len / 2);
+    wx__cas_stream_abort(s);
+    assert_ok(wx__cas_stream_open(f->cas, big, len, &s, &err), &err);
+    wx__cas_stream_abort(s);
+    wx__cas_stream_abort(NULL);
+    assert_int_equal(count_objects(f->cas), 1);
+    assert_int_equal(
+        tu_count_in_dir(tu_path(f->dir, "cas/sha256"), true), 0);
+    free(big);
+}
+
+/*
+ * A write that fails (here: past the file size limit, EFBIG) fails the
+ * stream's finish with the system's reason, and nothing is stored.
+ */
+static void test_fs_stream_write_failure(void **state)
+{
+    fixture *f = *state;
+    size_t len = 2u << 20;
+    uint8_t *big = pattern(len, 4);
+    char hex[WX_HEX256_LEN + 1];
+    wx_error err = WX_ERROR_INIT;
+    struct rlimit old, small;
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    wx__cas_stream *s;
+
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    small = (struct rlimit){1u << 20, old.rlim_max};
+    assert_ok(wx__cas_stream_open(f->cas, big, len, &s, &err), &err);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+    wx__cas_stream_arrived(s, len / 2 + 1);
+    wx__cas_stream_arrived(s, len);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, old_handler);
+    assert_fails(wx__cas_stream_finish(s, hex, &err), WX_EIO, &err,
+                 "cannot store an object of 2097152 bytes");
+    assert_non_null(strstr(err.message, strerror(EFBIG)));
+    assert_int_equal(count_objects(f->cas), 0);
+    assert_int_equal(
+        tu_count_in_dir(tu_path(f->dir, "cas/sha256"), true), 0);
+    free(big);
+}
+
+/* The memory store has no streams: its callers put. */
+static void test_memory_store_cannot_stream(void **state)
+{
+    fixture *f = *state;
+    wx_error err = WX_ERROR_INIT;
+    wx__cas_stream *s = (wx__cas_stream *)&err;
+
+    assert_fails(wx__cas_stream_open(f->cas, (const uint8_t *)"x", 1, &s,
+                                     &err),
+                 WX_EINVAL, &err, "cannot stream");
+    assert_null(s);
+}
+
 static void test_fs_open_errors(void **state)
 {
     fixture *f = *state;
@@ -778,6 +881,10 @@ int main(void)
         FS(test_fs_sync_batch_and_flush),
         FS(test_fs_big_objects),
         FS(test_fs_open_errors),
+        FS(test_fs_stream),
+        FS(test_fs_stream_write_failure),
+        cmocka_unit_test_setup_teardown(test_memory_store_cannot_stream,
+                                        setup_memory, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -624,7 +624,7 @@ static void raw_set_init(raw_set *s, size_t n, const char *const *names,
 {
     memset(s, 0, sizeof(*s));
     for (size_t i = 0; i < n; i++)
-        s->items[i] = (wx__raw_output){names[i], data[i], lens[i]};
+        s->items[i] = (wx__raw_output){names[i], data[i], lens[i], WX__NO_ATT};
     s->outs.items = s->items;
     s->outs.n = n;
 }
@@ -665,7 +665,8 @@ static void test_handle_artifacts(void **state)
     /* The default threshold of the original: 64000 bytes stay inline. */
     assert_int_equal(inline_max, DEFAULT_INLINE_MAX);
     raw_set_init(&s, 4, names, data, lens);
-    assert_ok(wx__handle_artifacts(f->cas, inline_max, &s.outs, &out, &err),
+    assert_ok(wx__handle_artifacts(f->cas, inline_max, NULL, &s.outs, &out,
+                                   &err),
               &err);
     for (size_t i = 0; i < 4; i++) {
         assert_string_equal(out[i].name, names[i]);
@@ -695,7 +696,7 @@ static void test_handle_artifacts(void **state)
     free_outputs(out, 4);
 
     /* Another threshold: everything above 0 bytes goes to the CAS. */
-    assert_ok(wx__handle_artifacts(f->cas, 0, &s.outs, &out, &err), &err);
+    assert_ok(wx__handle_artifacts(f->cas, 0, NULL, &s.outs, &out, &err), &err);
     assert_non_null(out[0].art.ref);
     assert_null(out[2].art.ref);
     assert_non_null(out[3].art.ref);
@@ -707,7 +708,8 @@ static void test_handle_artifacts(void **state)
      * reports it). */
     s.outs.n = 0;
     out = NULL;
-    assert_ok(wx__handle_artifacts(f->cas, inline_max, &s.outs, &out, &err),
+    assert_ok(wx__handle_artifacts(f->cas, inline_max, NULL, &s.outs, &out,
+                                   &err),
               &err);
     assert_non_null(out);
     free_outputs(out, 0);
@@ -734,8 +736,8 @@ static void test_handle_artifacts_out_of_memory(void **state)
         int rc;
 
         wx__alloc_fail_after(n);
-        rc = wx__handle_artifacts(f->cas, DEFAULT_INLINE_MAX, &s.outs, &out,
-                                  &err);
+        rc = wx__handle_artifacts(f->cas, DEFAULT_INLINE_MAX, NULL, &s.outs,
+                                  &out, &err);
         wx__alloc_fail_after(-1);
         if (rc == 0) {
             free_outputs(out, 2);
@@ -778,15 +780,15 @@ static void test_handle_artifacts_storage_error(void **state)
                              &err),
               &err);
     break_fs_cas(tu_path(f->home, "cas"));
-    assert_fails(wx__handle_artifacts(cas, DEFAULT_INLINE_MAX, &s.outs, &out,
-                                      &err),
+    assert_fails(wx__handle_artifacts(cas, DEFAULT_INLINE_MAX, NULL, &s.outs,
+                                      &out, &err),
                  WX_EIO, &err, "cannot store output 'big'");
     assert_null(out);
     assert_string_equal(wx__error_type(WX_EIO, NULL), "StorageError");
     /* Small outputs do not touch the store. */
     s.outs.n = 1;
-    assert_ok(wx__handle_artifacts(cas, DEFAULT_INLINE_MAX, &s.outs, &out,
-                                   &err),
+    assert_ok(wx__handle_artifacts(cas, DEFAULT_INLINE_MAX, NULL, &s.outs,
+                                   &out, &err),
               &err);
     free_outputs(out, 1);
     wx_cas_close(cas);
@@ -810,8 +812,8 @@ static wx_output *some_outputs(wx_cas *cas, size_t n,
         lens[i] = strlen(names[i]);
     }
     raw_set_init(&s, n, names, data, lens);
-    assert_ok(wx__handle_artifacts(cas, DEFAULT_INLINE_MAX, &s.outs, &out,
-                                   &err),
+    assert_ok(wx__handle_artifacts(cas, DEFAULT_INLINE_MAX, NULL, &s.outs,
+                                   &out, &err),
               &err);
     return out;
 }
@@ -1340,6 +1342,47 @@ static void test_run_cache_object_removed(void **state)
     wx_sim_return_release(&b);
     wx_sim_return_release(&c);
     wx_task_release(&t);
+}
+
+/*
+ * An output of more than 1 MiB goes to the filesystem CAS while it
+ * arrives (warmexec/1) or after it is decoded (compat): the same object,
+ * intact, named by its SHA-256, and no temporary file is left behind.
+ */
+static void test_run_big_output_stored(void **state)
+{
+    fx *f = *state;
+    char ref[WX_DIGEST_LEN + 1], first[WX_CAS_REF_LEN + 1];
+    wx_task t = {0};
+    wx_sim_return r;
+    const wx_artifact *out;
+    size_t len = 0;
+    uint8_t *data;
+
+    fx_fake_bundle(f, ref, NULL);
+    f->no_cache = true;
+    for (int attachments = 1; attachments >= 0; attachments--) {
+        fx_set(f, WX_CONF_ATTACHMENTS, attachments ? "true" : "false");
+        wx_env_close(f->env);
+        fx_env(f);
+        make_task(&t, ref, SIM_EP, "{\"bytes\": 2097153}", 7, NULL);
+        run_ok(f, &t, &r);
+        out = &output_named(&r, "out")->art;
+        assert_non_null(out->ref);
+        assert_int_equal(out->size, 2097153);
+        assert_artifact_true(fx_cas(f), out);
+        data = artifact_bytes(fx_cas(f), out, &len);
+        check_pattern(data, len, 7);
+        wx_free(data);
+        if (attachments)
+            snprintf(first, sizeof(first), "%s", out->ref);
+        else
+            assert_string_equal(out->ref, first);
+        assert_int_equal(
+            tu_count_in_dir(tu_path(f->home, "cas/sha256"), true), 0);
+        wx_sim_return_release(&r);
+        wx_task_release(&t);
+    }
 }
 
 /* The same with a damaged object in the filesystem CAS. */
@@ -2525,6 +2568,7 @@ int main(void)
         M(test_run_success_and_cache_hit),
         M(test_run_cache_object_removed),
         T(test_run_cache_object_corrupt),
+        T(test_run_big_output_stored),
         M(test_run_model_error),
         M(test_run_error_details_in_cas),
         M(test_run_crash_retried),

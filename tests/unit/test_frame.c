@@ -413,6 +413,105 @@ static void test_round_trips_over_a_pipe(void **state)
     close(fds[0]);
 }
 
+/* A sink that checks what it hears against the frames of g_frames. */
+typedef struct recorder {
+    size_t frame;       /* index in g_frames of the frame being read */
+    size_t begins;      /* begin calls for it */
+    size_t last;        /* bytes of the last arrived call */
+    size_t calls;       /* arrived calls for it */
+    const char *data;   /* f->att.data at begin */
+    uint8_t *expected;  /* its attachments back to back */
+} recorder;
+
+static void rec_begin(void *ctx, const wx__frame *f)
+{
+    recorder *r = ctx;
+
+    r->begins++;
+    r->data = f->att.data;
+    assert_int_equal(f->n_att, g_frames[r->frame].n_att);
+}
+
+static void rec_arrived(void *ctx, const wx__frame *f, size_t n)
+{
+    recorder *r = ctx;
+
+    assert_int_equal(r->begins, 1);
+    assert_ptr_equal(f->att.data, r->data);
+    assert_true(n > r->last);
+    /* The bytes it announces are there. */
+    assert_memory_equal(f->att.data, r->expected, n);
+    r->last = n;
+    r->calls++;
+}
+
+/* g_frames[k]'s attachments back to back, as write_frames() sends them. */
+static uint8_t *expected_attachments(size_t k, size_t *total)
+{
+    const test_frame *t = &g_frames[k];
+    uint8_t *all;
+
+    *total = 0;
+    for (size_t i = 0; i < t->n_att; i++)
+        *total += t->att_len[i];
+    all = malloc(*total ? *total : 1);
+    for (size_t i = 0, at = 0; i < t->n_att; i++) {
+        uint8_t *one = pattern(t->att_len[i], (unsigned)(k * 10 + i));
+
+        memcpy(all + at, one, t->att_len[i]);
+        at += t->att_len[i];
+        free(one);
+    }
+    return all;
+}
+
+/*
+ * A reader's sink hears about a frame's attachments while they arrive:
+ * one begin, then growing byte counts up to the total, each covering
+ * bytes already in place; nothing for a frame without attachment bytes.
+ */
+static void test_sink_hears_attachments_as_they_arrive(void **state)
+{
+    int fds[2];
+    writer w = {0, 0, WX_ERROR_INIT};
+    recorder rec = {0};
+    wx__frame_sink sink = {rec_begin, rec_arrived, &rec};
+    pthread_t th;
+    wx__frame_reader r;
+    wx__frame f;
+    wx_error err = WX_ERROR_INIT;
+    bool clean_eof;
+    int64_t deadline = wx__deadline_after(30);
+
+    (void)state;
+    make_pipe(fds, true, true);
+    w.fd = fds[1];
+    assert_ok(wx__frame_reader_init(&r, fds[0], 8u << 20, &err), &err);
+    r.sink = &sink;
+    wx__frame_init(&f, 8u << 20);
+    assert_int_equal(pthread_create(&th, NULL, write_frames, &w), 0);
+    for (size_t k = 0; k < ARRAY_LEN(g_frames); k++) {
+        size_t total;
+
+        rec = (recorder){.frame = k,
+                         .expected = expected_attachments(k, &total)};
+        assert_ok(wx__frame_read(&r, &f, deadline, &clean_eof, &err), &err);
+        assert_int_equal(rec.begins, total ? 1 : 0);
+        assert_int_equal(rec.last, total);
+        if (total)
+            assert_ptr_equal(f.att.data, rec.data);
+        /* More than 1 MiB cannot come in one read of a pipe. */
+        if (total > (1u << 20))
+            assert_true(rec.calls > 1);
+        free(rec.expected);
+    }
+    pthread_join(th, NULL);
+    assert_ok(w.rc, &w.err);
+    wx__frame_release(&f);
+    wx__frame_reader_release(&r);
+    close(fds[0]);
+}
+
 typedef struct many_writer {
     int fd;
     size_t n;
@@ -755,6 +854,7 @@ int main(void)
         cmocka_unit_test(test_incomplete_returns_1),
         cmocka_unit_test(test_round_trips_over_a_pipe),
         cmocka_unit_test(test_round_trip_1024_attachments),
+        cmocka_unit_test(test_sink_hears_attachments_as_they_arrive),
         cmocka_unit_test(test_back_to_back_frames_in_one_read),
         cmocka_unit_test(test_writer_header_format),
         cmocka_unit_test(test_eof_before_and_inside_a_frame),

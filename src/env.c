@@ -503,15 +503,30 @@ static bool retryable(int rc, const wx_fault *fault)
     return fault->error_type && fault->retryable;
 }
 
-/* The ids of a task, computed while its worker runs it. */
+/*
+ * The ids of a task, computed while its worker runs it, and the caller's
+ * own work for that time (`extra`, once: the first attempt takes it).
+ */
 typedef struct ids_job {
     const wx_task *task;
     const char *sim_root; /* already known, or NULL */
+    const wx__meanwhile **extra;
     wx__task_ids ids;
     bool done;
     int rc;
     wx_error err;
 } ids_job;
+
+/* Run the caller's work for the worker's time, unless done already. */
+static void run_extra(const wx__meanwhile **extra)
+{
+    const wx__meanwhile *mw = *extra;
+
+    if (!mw)
+        return;
+    *extra = NULL;
+    mw->fn(mw->ctx);
+}
 
 static void compute_ids(void *ctx)
 {
@@ -525,14 +540,15 @@ static void compute_ids(void *ctx)
         j->rc = wx__task_ids_compute(j->task, &j->ids, &j->err);
     }
     j->done = true;
+    run_extra(j->extra);
 }
 
 /* One attempt: lease, execute, turn the outputs into a SimReturn. */
 static int attempt(wx_env *env, const wx__resolved *b, const wx_task *task,
-                   const char *sim_root, wx_sim_return *ret, wx_fault *fault,
-                   wx_error *err)
+                   const char *sim_root, const wx__meanwhile **extra,
+                   wx_sim_return *ret, wx_fault *fault, wx_error *err)
 {
-    ids_job ids = {.task = task, .sim_root = sim_root,
+    ids_job ids = {.task = task, .sim_root = sim_root, .extra = extra,
                    .err = WX_ERROR_INIT};
     wx__meanwhile mw = {compute_ids, &ids};
     json_t *result = NULL;
@@ -565,19 +581,20 @@ static int attempt(wx_env *env, const wx__resolved *b, const wx_task *task,
 
 /*
  * Attempts until success, a permanent failure or max_retries retries.
- * `sim_root`: the task's, when already computed (else NULL).
+ * `sim_root`: the task's, when already computed (else NULL).  `*extra`
+ * runs while the first worker runs the task (see ids_job).
  */
 static int run_attempts(wx_env *env, const wx__resolved *b,
                         const wx_task *task, const char *sim_root,
-                        wx_sim_return *ret, wx_fault *fault, int *attempts,
-                        wx_error *err)
+                        const wx__meanwhile **extra, wx_sim_return *ret,
+                        wx_fault *fault, int *attempts, wx_error *err)
 {
     for (;;) {
         int rc;
 
         (*attempts)++;
         wx_fault_release(fault);
-        rc = attempt(env, b, task, sim_root, ret, fault, err);
+        rc = attempt(env, b, task, sim_root, extra, ret, fault, err);
         if (!rc || *attempts > env->max_retries || !retryable(rc, fault))
             return rc;
         wx__log(WX_LOG_WARN, "task %.12s: attempt %d failed (%s), retrying",
@@ -714,37 +731,56 @@ bool wx_env_lookup(wx_env *env, const wx_task *task, wx_sim_return *ret)
     return lookup(env, task, known ? root : NULL, wx__now_ns(), ret);
 }
 
-int wx_env_run(wx_env *env, const wx_task *task, wx_sim_return *ret)
+bool wx__env_begin(wx_env *env, const wx_task *task, wx__env_job *j,
+                   wx_sim_return *ret)
 {
-    int64_t start = wx__now_ns();
-    wx_error err = WX_ERROR_INIT;
-    wx_fault fault = {0};
-    const wx__resolved *b = NULL;
-    char root[WX_ID_LEN + 1];
+    *j = (wx__env_job){.task = task, .start = wx__now_ns(),
+                       .err = WX_ERROR_INIT};
     /* With a cache the look-up needs sim_root first; without one it is
        computed while the worker runs. */
-    bool known = env->cache && wx_task_sim_root(task, root, NULL) == 0;
-    int attempts = 0, rc;
+    j->known = env->cache && wx_task_sim_root(task, j->sim_root, NULL) == 0;
+    return lookup(env, task, j->known ? j->sim_root : NULL, j->start, ret);
+}
 
-    if (lookup(env, task, known ? root : NULL, start, ret))
-        return 0;
-    rc = known_bundle_of(env, task->bundle_ref, &b, &err);
-    if (!rc)
-        rc = run_attempts(env, b, task, known ? root : NULL, ret, &fault,
-                          &attempts, &err);
+void wx__env_execute(wx_env *env, wx__env_job *j, const wx__meanwhile *mw,
+                     wx_sim_return *ret)
+{
+    const wx__resolved *b = NULL;
+
+    j->rc = known_bundle_of(env, j->task->bundle_ref, &b, &j->err);
+    if (!j->rc)
+        j->rc = run_attempts(env, b, j->task, j->known ? j->sim_root : NULL,
+                             &mw, ret, &j->fault, &j->attempts, &j->err);
+    run_extra(&mw); /* no worker ran the task: the caller's work now */
+}
+
+int wx__env_end(wx_env *env, wx__env_job *j, wx_sim_return *ret)
+{
+    int rc = j->rc;
+
     if (!rc) {
         cache_result(env, ret);
-        rc = wx__select_outputs(task, ret, &err);
+        rc = wx__select_outputs(j->task, ret, &j->err);
     }
     if (rc) {
         wx_sim_return_release(ret);
-        wx__create_error_return(task, rc, err.message, &fault, attempts,
-                                env->cas, env->inline_max, ret);
+        wx__create_error_return(j->task, rc, j->err.message, &j->fault,
+                                j->attempts, env->cas, env->inline_max, ret);
     }
-    set_metrics(ret, attempts, start);
-    wx_fault_release(&fault);
+    set_metrics(ret, j->attempts, j->start);
+    wx_fault_release(&j->fault);
     count(env, false, rc != 0);
     return rc;
+}
+
+int wx_env_run(wx_env *env, const wx_task *task, wx_sim_return *ret)
+{
+    wx__env_job j;
+
+    if (wx__env_begin(env, task, &j, ret))
+        return 0;
+    wx__env_execute(env, &j, NULL, ret);
+    return wx__env_end(env, &j, ret);
 }
 
 /* Store an artifact that arrived loaded under its ref; unload it. */

@@ -10,6 +10,7 @@
 #include <warmexec/service.h>
 
 #include "alloc.h"
+#include "env.h"
 
 typedef struct job {
     struct job *next;
@@ -19,6 +20,10 @@ typedef struct job {
     wx_sim_done sim_done;
     wx_agg_done agg_done;
     void *user;
+    /* A simulation once begun (wx__env_begin): its state and result. */
+    bool begun, hit;
+    wx__env_job run;
+    wx_sim_return ret;
 } job;
 
 typedef struct local {
@@ -58,60 +63,173 @@ static void cancel_job(job *j)
     }
 }
 
-static void run_job(local *l, job *j)
+/*
+ * One dispatcher thread and the simulation it ran last.  While a worker
+ * runs a simulation, its dispatcher ends the one before (its cache put
+ * and completion callback) and begins the first queued one (its sim_root
+ * and cache look-up), so that the time the worker takes pays for them.
+ */
+typedef struct lane {
+    local *l;
+    job *ran; /* executed; to end and complete */
+} lane;
+
+/* A job is over: it leaves the running count. */
+static void job_over(local *l, job *j)
 {
-    if (l->cancel && *l->cancel) {
-        cancel_job(j);
+    job_free(j);
+    pthread_mutex_lock(&l->mu);
+    l->running--;
+    if (!l->head && !l->running)
+        pthread_cond_broadcast(&l->idle);
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* Take the first queued job (l->mu held); NULL when none. */
+static job *pop_job(local *l)
+{
+    job *j = l->head;
+
+    if (!j)
+        return NULL;
+    l->head = j->next;
+    if (!l->head)
+        l->tail = NULL;
+    l->queued--;
+    l->running++;
+    /* Wake a waiting submitter only once the queue is half empty: one
+       wake-up (a context switch) per many jobs, not per job. */
+    if (l->queued <= l->queue_max / 2)
+        pthread_cond_signal(&l->space);
+    return j;
+}
+
+/* End the lane's executed simulation and hand it to its callback. */
+static void complete_ran(lane *ln)
+{
+    job *j = ln->ran;
+    int rc;
+
+    if (!j)
         return;
-    }
-    if (j->is_agg) {
-        wx_error err = WX_ERROR_INIT;
-        wx_fault fault = {0};
-        wx_agg_return ret;
-        int rc = wx_env_run_aggregation(l->env, &j->agg, &ret, &fault, &err);
+    ln->ran = NULL;
+    rc = wx__env_end(ln->l->env, &j->run, &j->ret);
+    j->sim_done(j->user, &j->ret, rc);
+    job_over(ln->l, j);
+}
 
-        j->agg_done(j->user, &ret, rc, &err, &fault);
-        wx_fault_release(&fault);
+static void begin_sim(local *l, job *j)
+{
+    j->begun = true;
+    j->hit = wx__env_begin(l->env, &j->task, &j->run, &j->ret);
+}
+
+/* Put a job taken from the queue back at its head. */
+static void push_front(local *l, job *j)
+{
+    pthread_mutex_lock(&l->mu);
+    j->next = l->head;
+    l->head = j;
+    if (!l->tail)
+        l->tail = j;
+    l->queued++;
+    l->running--;
+    pthread_cond_signal(&l->work);
+    pthread_mutex_unlock(&l->mu);
+}
+
+/*
+ * The lane's work while a worker runs its current simulation.  The job
+ * it begins goes back to the queue: any lane free first runs it, so that
+ * a long simulation never holds up the next one while another lane idles.
+ */
+static void meanwhile(void *ctx)
+{
+    lane *ln = ctx;
+    local *l = ln->l;
+    job *j = NULL;
+
+    complete_ran(ln);
+    if (l->cancel && *l->cancel)
+        return;
+    pthread_mutex_lock(&l->mu);
+    if (l->head && !l->head->is_agg && !l->head->begun)
+        j = pop_job(l);
+    pthread_mutex_unlock(&l->mu);
+    if (j) {
+        begin_sim(l, j);
+        push_front(l, j);
+    }
+}
+
+/*
+ * The queue's first job, waiting for one (after completing what the
+ * lane holds); NULL once the service stops.
+ */
+static job *take_job(lane *ln)
+{
+    local *l = ln->l;
+    job *j;
+
+    pthread_mutex_lock(&l->mu);
+    while (!(j = pop_job(l)) && !l->stopping) {
+        pthread_mutex_unlock(&l->mu);
+        complete_ran(ln);
+        pthread_mutex_lock(&l->mu);
+        if (!l->head && !l->stopping)
+            pthread_cond_wait(&l->work, &l->mu);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return j;
+}
+
+static void run_agg(local *l, job *j)
+{
+    wx_error err = WX_ERROR_INIT;
+    wx_fault fault = {0};
+    wx_agg_return ret;
+    int rc = wx_env_run_aggregation(l->env, &j->agg, &ret, &fault, &err);
+
+    j->agg_done(j->user, &ret, rc, &err, &fault);
+    wx_fault_release(&fault);
+}
+
+/* Run `j`; a simulation that a worker ran stays in the lane to end. */
+static void run_job(lane *ln, job *j)
+{
+    local *l = ln->l;
+    wx__meanwhile mw = {meanwhile, ln};
+
+    if (l->cancel && *l->cancel) {
+        complete_ran(ln);
+        if (j->hit)
+            wx_sim_return_release(&j->ret);
+        cancel_job(j);
+    } else if (j->is_agg) {
+        complete_ran(ln);
+        run_agg(l, j);
     } else {
-        wx_sim_return ret;
-        int rc = wx_env_run(l->env, &j->task, &ret);
-
-        j->sim_done(j->user, &ret, rc);
+        if (!j->begun)
+            begin_sim(l, j);
+        if (!j->hit) {
+            wx__env_execute(l->env, &j->run, &mw, &j->ret);
+            ln->ran = j; /* the meanwhile completed the one before */
+            return;
+        }
+        complete_ran(ln);
+        j->sim_done(j->user, &j->ret, 0);
     }
+    job_over(l, j);
 }
 
 static void *dispatcher(void *arg)
 {
-    local *l = arg;
+    lane ln = {.l = arg};
+    job *j;
 
-    pthread_mutex_lock(&l->mu);
-    for (;;) {
-        job *j = l->head;
-
-        if (!j && l->stopping)
-            break;
-        if (!j) {
-            pthread_cond_wait(&l->work, &l->mu);
-            continue;
-        }
-        l->head = j->next;
-        if (!l->head)
-            l->tail = NULL;
-        l->queued--;
-        l->running++;
-        /* Wake a waiting submitter only once the queue is half empty: one
-           wake-up (a context switch) per many jobs, not per job. */
-        if (l->queued <= l->queue_max / 2)
-            pthread_cond_signal(&l->space);
-        pthread_mutex_unlock(&l->mu);
-        run_job(l, j);
-        job_free(j);
-        pthread_mutex_lock(&l->mu);
-        l->running--;
-        if (!l->head && !l->running)
-            pthread_cond_broadcast(&l->idle);
-    }
-    pthread_mutex_unlock(&l->mu);
+    while ((j = take_job(&ln)))
+        run_job(&ln, j);
+    complete_ran(&ln);
     return NULL;
 }
 

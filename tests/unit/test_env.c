@@ -1344,6 +1344,70 @@ static void test_run_cache_object_removed(void **state)
     wx_task_release(&t);
 }
 
+/* The caller's work while a worker runs: it sees the worker leased. */
+typedef struct step_probe {
+    fx *f;
+    int calls;
+    json_int_t busy; /* workers leased when it ran */
+} step_probe;
+
+static void probe(void *ctx)
+{
+    step_probe *p = ctx;
+
+    p->calls++;
+    p->busy = health_int(p->f, "workers", "live") -
+              health_int(p->f, "workers", "idle");
+}
+
+/*
+ * wx_env_run() in steps (what a dispatcher lane does): begin looks up,
+ * execute calls the caller's work exactly once, while the worker is
+ * leased, or after the attempt when no worker ran (an unknown bundle);
+ * end stores the result in the cache, so that the next begin is a hit.
+ */
+static void test_run_in_steps(void **state)
+{
+    fx *f = *state;
+    char ref[WX_DIGEST_LEN + 1];
+    step_probe p = {.f = f};
+    wx__meanwhile mw = {probe, &p};
+    wx_task t = {0}, lost = {0};
+    wx__env_job j;
+    wx_sim_return r;
+    json_t *v;
+    wx_error err = WX_ERROR_INIT;
+
+    fx_fake_bundle(f, ref, NULL);
+    fx_env(f);
+    make_task(&t, ref, SIM_EP, "{\"bytes\": 10}", 3, NULL);
+    assert_false(wx__env_begin(f->env, &t, &j, &r));
+    wx__env_execute(f->env, &j, &mw, &r);
+    assert_int_equal(p.calls, 1);
+    assert_int_equal(p.busy, 1);
+    assert_int_equal(wx__env_end(f->env, &j, &r), 0);
+    check_pattern(output_named(&r, "out")->art.data, 10, 3);
+    wx_sim_return_release(&r);
+    assert_true(wx__env_begin(f->env, &t, &j, &r));
+    assert_true(r.cached);
+    wx_sim_return_release(&r);
+
+    v = tu_json("{\"bundle_ref\": \"" UNKNOWN_REF "\", \"entrypoint\": "
+                "\"" SIM_EP "\", \"params\": {}, \"seed\": 1}");
+    assert_ok(wx_task_from_json(&lost, v, &err), &err);
+    json_decref(v);
+    p.calls = 0;
+    assert_false(wx__env_begin(f->env, &lost, &j, &r));
+    wx__env_execute(f->env, &j, &mw, &r);
+    assert_int_equal(p.calls, 1);
+    assert_int_equal(p.busy, 0);
+    assert_int_equal(wx__env_end(f->env, &j, &r), WX_ENOTFOUND);
+    assert_non_null(r.error);
+    wx_sim_return_release(&r);
+    wx_task_release(&lost);
+    wx_task_release(&t);
+}
+
 /*
  * An output of more than 1 MiB goes to the filesystem CAS while it
  * arrives (warmexec/1) or after it is decoded (compat): the same object,
@@ -2569,6 +2633,7 @@ int main(void)
         M(test_run_cache_object_removed),
         T(test_run_cache_object_corrupt),
         T(test_run_big_output_stored),
+        T(test_run_in_steps),
         M(test_run_model_error),
         M(test_run_error_details_in_cas),
         M(test_run_crash_retried),

@@ -138,6 +138,82 @@ static void test_callbacks_each_called_once(void **state)
     assert_int_equal(atomic_load(&completions), 50);
 }
 
+typedef struct order_log {
+    int64_t seeds[40];
+    int n;
+} order_log;
+
+static void log_order(void *user, wx_sim_return *ret, int status)
+{
+    order_log *log = user;
+
+    assert_int_equal(status, 0);
+    log->seeds[log->n++] = seed_output(ret);
+    wx_sim_return_release(ret);
+}
+
+/*
+ * One dispatcher finishes each simulation while the worker runs the next
+ * (its callback comes one job later), yet every callback comes once, in
+ * order, and the last one as soon as the queue runs dry: a wait returns.
+ */
+static void test_one_lane_completes_in_order(void **state)
+{
+    fixture *fx = *state;
+    wx_error err = WX_ERROR_INIT;
+    wx_service *one;
+    order_log log = {.n = 0};
+    wx_sim_return r;
+    wx_future *f;
+    wx_task t;
+
+    assert_ok(wx_service_local(fx->env, 1, 4, &one, &err), &err);
+    for (int i = 0; i < 40; i++) {
+        make_task(fx, "{}", 500 + i, &t);
+        assert_ok(wx_service_submit(one, &t, log_order, &log, &err), &err);
+        wx_task_release(&t);
+    }
+    wx_service_wait(one);
+    assert_int_equal(log.n, 40);
+    for (int i = 0; i < 40; i++)
+        assert_int_equal(log.seeds[i], 500 + i);
+    /* A lone job completes without a next one to overlap with. */
+    make_task(fx, "{}", 77, &t);
+    assert_ok(wx_service_submit_future(one, &t, &f, &err), &err);
+    assert_int_equal(wx_future_sim(f, &r), 0);
+    assert_int_equal(seed_output(&r), 77);
+    wx_sim_return_release(&r);
+    wx_future_free(f);
+    wx_task_release(&t);
+    wx_service_free(one);
+}
+
+/*
+ * A lane that begins the next simulation while its worker runs a long
+ * one leaves it in the queue: the other lane, free first, runs it.
+ */
+static void test_long_job_holds_up_no_other(void **state)
+{
+    fixture *fx = *state;
+    static const char *const params[] = {"{\"sleep_ms\": 1500}", "{}",
+                                         "{\"sleep_ms\": 300}"};
+    wx_error err = WX_ERROR_INIT;
+    wx_service *two;
+    order_log log = {.n = 0};
+    wx_task t;
+
+    assert_ok(wx_service_local(fx->env, 2, 4, &two, &err), &err);
+    for (int i = 0; i < 3; i++) {
+        make_task(fx, params[i], i, &t);
+        assert_ok(wx_service_submit(two, &t, log_order, &log, &err), &err);
+        wx_task_release(&t);
+    }
+    wx_service_wait(two);
+    wx_service_free(two);
+    assert_int_equal(log.n, 3);
+    assert_int_equal(log.seeds[2], 0); /* the long one ends last */
+}
+
 static wx_replicate_set make_set(const fixture *fx, const char *params,
                                  int64_t seed, int64_t n, int64_t offset)
 {
@@ -348,6 +424,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_and_gather_keep_order),
         cmocka_unit_test(test_callbacks_each_called_once),
+        cmocka_unit_test(test_one_lane_completes_in_order),
+        cmocka_unit_test(test_long_job_holds_up_no_other),
         cmocka_unit_test(test_replicate_set_with_target),
         cmocka_unit_test(test_failed_replicate_reaches_the_target),
         cmocka_unit_test(test_batch_with_aggregation),

@@ -2,21 +2,23 @@
  * The C test bundle of the native runner.  Simulation
  * "test.model/echo" writes output "out" of `bytes` bytes (out[i] =
  * i*31 + seed) and "seed" (the seed in decimal); on request it prints to
- * stdout, fails, or crashes.  Target "test.targets:sizes" has loss = the
+ * stdout, fails, crashes, or first sleeps `sleep_ms` milliseconds.  Target "test.targets:sizes" has loss = the
  * number of replicates, per-replicate loss = size of "out", and
  * diagnostics {"sizes": [...], "failed": n, "data": <target_data>}.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <warmexec/model.h>
 
 static int echo(wx_sim_ctx *ctx, void *user)
 {
-    int64_t bytes = 0, print = 0;
+    int64_t bytes = 0, print = 0, sleep_ms = 0;
     const char *fail = NULL;
     uint64_t seed = wx_seed(ctx);
     char text[32];
@@ -30,6 +32,14 @@ static int echo(wx_sim_ctx *ctx, void *user)
         return -1;
     if (wx_has_param(ctx, "print") && wx_param_int(ctx, "print", &print))
         return -1;
+    if (wx_has_param(ctx, "sleep_ms") &&
+        wx_param_int(ctx, "sleep_ms", &sleep_ms))
+        return -1;
+    if (sleep_ms > 0) {
+        struct timespec ts = {sleep_ms / 1000, (sleep_ms % 1000) * 1000000};
+
+        nanosleep(&ts, NULL);
+    }
     if (print) {
         /* All of these must land in the worker log, not the protocol. */
         printf("printf from the model\n");

@@ -734,53 +734,58 @@ bool wx_env_lookup(wx_env *env, const wx_task *task, wx_sim_return *ret)
 bool wx__env_begin(wx_env *env, const wx_task *task, wx__env_job *j,
                    wx_sim_return *ret)
 {
-    *j = (wx__env_job){.task = task, .start = wx__now_ns(),
-                       .err = WX_ERROR_INIT};
+    *j = (wx__env_job){.task = task, .start = wx__now_ns()};
     /* With a cache the look-up needs sim_root first; without one it is
        computed while the worker runs. */
     j->known = env->cache && wx_task_sim_root(task, j->sim_root, NULL) == 0;
     return lookup(env, task, j->known ? j->sim_root : NULL, j->start, ret);
 }
 
-void wx__env_execute(wx_env *env, wx__env_job *j, const wx__meanwhile *mw,
+void wx__env_execute(wx_env *env, const wx__env_job *j,
+                     const wx__meanwhile *mw, wx__env_outcome *out,
                      wx_sim_return *ret)
 {
     const wx__resolved *b = NULL;
 
-    j->rc = known_bundle_of(env, j->task->bundle_ref, &b, &j->err);
-    if (!j->rc)
-        j->rc = run_attempts(env, b, j->task, j->known ? j->sim_root : NULL,
-                             &mw, ret, &j->fault, &j->attempts, &j->err);
+    *out = (wx__env_outcome){.err = WX_ERROR_INIT};
+    out->rc = known_bundle_of(env, j->task->bundle_ref, &b, &out->err);
+    if (!out->rc)
+        out->rc = run_attempts(env, b, j->task,
+                               j->known ? j->sim_root : NULL, &mw, ret,
+                               &out->fault, &out->attempts, &out->err);
     run_extra(&mw); /* no worker ran the task: the caller's work now */
 }
 
-int wx__env_end(wx_env *env, wx__env_job *j, wx_sim_return *ret)
+int wx__env_end(wx_env *env, const wx__env_job *j, wx__env_outcome *out,
+                wx_sim_return *ret)
 {
-    int rc = j->rc;
+    int rc = out->rc;
 
     if (!rc) {
         cache_result(env, ret);
-        rc = wx__select_outputs(j->task, ret, &j->err);
+        rc = wx__select_outputs(j->task, ret, &out->err);
     }
     if (rc) {
         wx_sim_return_release(ret);
-        wx__create_error_return(j->task, rc, j->err.message, &j->fault,
-                                j->attempts, env->cas, env->inline_max, ret);
+        wx__create_error_return(j->task, rc, out->err.message, &out->fault,
+                                out->attempts, env->cas, env->inline_max,
+                                ret);
     }
-    set_metrics(ret, j->attempts, j->start);
-    wx_fault_release(&j->fault);
+    set_metrics(ret, out->attempts, j->start);
+    wx_fault_release(&out->fault);
     count(env, false, rc != 0);
     return rc;
 }
 
 int wx_env_run(wx_env *env, const wx_task *task, wx_sim_return *ret)
 {
+    wx__env_outcome out;
     wx__env_job j;
 
     if (wx__env_begin(env, task, &j, ret))
         return 0;
-    wx__env_execute(env, &j, NULL, ret);
-    return wx__env_end(env, &j, ret);
+    wx__env_execute(env, &j, NULL, &out, ret);
+    return wx__env_end(env, &j, &out, ret);
 }
 
 /* Store an artifact that arrived loaded under its ref; unload it. */

@@ -64,26 +64,33 @@ int wx__handle_artifacts(wx_cas *cas, size_t inline_max, wx__ingest *in,
  * sim_root and the result cache look-up; a hit fills `ret` and returns
  * true, and the task is done.  Else wx__env_execute() runs it, calling
  * `mw` (may be NULL) exactly once: while the first worker runs the task,
- * or after the attempt when no worker did; and wx__env_end() stores the
- * result in the cache, narrows it to the task's outputs, fills its
- * metrics (or turns a failure into an error result) and returns the
- * status wx_env_run() would.
+ * or after the attempt when no worker did, and leaves how it went in
+ * `*out`; and wx__env_end() stores the result in the cache, narrows it
+ * to the task's outputs, fills its metrics (or turns a failure into an
+ * error result), releases `*out` and returns the status wx_env_run()
+ * would.  A begun task is small (a dispatcher queues many); an outcome
+ * holds an error message.
  */
 typedef struct wx__env_job {
     const wx_task *task;
     int64_t start;
     bool known; /* sim_root computed */
     char sim_root[WX_ID_LEN + 1];
+} wx__env_job;
+
+typedef struct wx__env_outcome {
     int rc, attempts;
     wx_fault fault;
     wx_error err;
-} wx__env_job;
+} wx__env_outcome;
 
 bool wx__env_begin(wx_env *env, const wx_task *task, wx__env_job *j,
                    wx_sim_return *ret);
-void wx__env_execute(wx_env *env, wx__env_job *j, const wx__meanwhile *mw,
+void wx__env_execute(wx_env *env, const wx__env_job *j,
+                     const wx__meanwhile *mw, wx__env_outcome *out,
                      wx_sim_return *ret);
-int wx__env_end(wx_env *env, wx__env_job *j, wx_sim_return *ret);
+int wx__env_end(wx_env *env, const wx__env_job *j, wx__env_outcome *out,
+                wx_sim_return *ret);
 
 /* A task's sim_root (config and env included) and task_id (with the
  * requested outputs). */

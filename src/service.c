@@ -72,6 +72,9 @@ static void cancel_job(job *j)
 typedef struct lane {
     local *l;
     job *ran; /* executed; to end and complete */
+    /* How `ran` went, and room for the one running (they alternate). */
+    wx__env_outcome out[2];
+    int ran_out;
 } lane;
 
 /* A job is over: it leaves the running count. */
@@ -113,7 +116,7 @@ static void complete_ran(lane *ln)
     if (!j)
         return;
     ln->ran = NULL;
-    rc = wx__env_end(ln->l->env, &j->run, &j->ret);
+    rc = wx__env_end(ln->l->env, &j->run, &ln->out[ln->ran_out], &j->ret);
     j->sim_done(j->user, &j->ret, rc);
     job_over(ln->l, j);
 }
@@ -212,8 +215,11 @@ static void run_job(lane *ln, job *j)
         if (!j->begun)
             begin_sim(l, j);
         if (!j->hit) {
-            wx__env_execute(l->env, &j->run, &mw, &j->ret);
+            int slot = !ln->ran_out;
+
+            wx__env_execute(l->env, &j->run, &mw, &ln->out[slot], &j->ret);
             ln->ran = j; /* the meanwhile completed the one before */
+            ln->ran_out = slot;
             return;
         }
         complete_ran(ln);

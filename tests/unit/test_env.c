@@ -1373,6 +1373,7 @@ static void test_run_in_steps(void **state)
     step_probe p = {.f = f};
     wx__meanwhile mw = {probe, &p};
     wx_task t = {0}, lost = {0};
+    wx__env_outcome out;
     wx__env_job j;
     wx_sim_return r;
     json_t *v;
@@ -1382,10 +1383,10 @@ static void test_run_in_steps(void **state)
     fx_env(f);
     make_task(&t, ref, SIM_EP, "{\"bytes\": 10}", 3, NULL);
     assert_false(wx__env_begin(f->env, &t, &j, &r));
-    wx__env_execute(f->env, &j, &mw, &r);
+    wx__env_execute(f->env, &j, &mw, &out, &r);
     assert_int_equal(p.calls, 1);
     assert_int_equal(p.busy, 1);
-    assert_int_equal(wx__env_end(f->env, &j, &r), 0);
+    assert_int_equal(wx__env_end(f->env, &j, &out, &r), 0);
     check_pattern(output_named(&r, "out")->art.data, 10, 3);
     wx_sim_return_release(&r);
     assert_true(wx__env_begin(f->env, &t, &j, &r));
@@ -1398,10 +1399,10 @@ static void test_run_in_steps(void **state)
     json_decref(v);
     p.calls = 0;
     assert_false(wx__env_begin(f->env, &lost, &j, &r));
-    wx__env_execute(f->env, &j, &mw, &r);
+    wx__env_execute(f->env, &j, &mw, &out, &r);
     assert_int_equal(p.calls, 1);
     assert_int_equal(p.busy, 0);
-    assert_int_equal(wx__env_end(f->env, &j, &r), WX_ENOTFOUND);
+    assert_int_equal(wx__env_end(f->env, &j, &out, &r), WX_ENOTFOUND);
     assert_non_null(r.error);
     wx_sim_return_release(&r);
     wx_task_release(&lost);

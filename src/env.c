@@ -685,7 +685,7 @@ static void cache_result(wx_env *env, const wx_sim_return *ret)
         wx__log(WX_LOG_WARN, "result cache: %s", err.message);
 }
 
-static void set_metrics(wx_sim_return *ret, int attempts, int64_t start_ns)
+static void set_metrics(wx_sim_return *ret, int attempts, int64_t took_ns)
 {
     json_t *m = json_object();
 
@@ -694,7 +694,7 @@ static void set_metrics(wx_sim_return *ret, int attempts, int64_t start_ns)
                                           json_integer(attempts)) ||
               json_object_set_new_nocheck(
                   m, "duration_s",
-                  json_real((double)(wx__now_ns() - start_ns) / 1e9)))) {
+                  json_real((double)took_ns / 1e9)))) {
         json_decref(m);
         m = NULL;
     }
@@ -718,7 +718,7 @@ static bool lookup(wx_env *env, const wx_task *task, const char *sim_root,
     memset(ret, 0, sizeof(*ret));
     if (!cached_result(env, task, sim_root, ret))
         return false;
-    set_metrics(ret, 0, start);
+    set_metrics(ret, 0, wx__now_ns() - start);
     count(env, true, false);
     return true;
 }
@@ -734,11 +734,13 @@ bool wx_env_lookup(wx_env *env, const wx_task *task, wx_sim_return *ret)
 bool wx__env_begin(wx_env *env, const wx_task *task, wx__env_job *j,
                    wx_sim_return *ret)
 {
-    *j = (wx__env_job){.task = task, .start = wx__now_ns()};
+    int64_t start = wx__now_ns();
+
+    *j = (wx__env_job){.task = task};
     /* With a cache the look-up needs sim_root first; without one it is
        computed while the worker runs. */
     j->known = env->cache && wx_task_sim_root(task, j->sim_root, NULL) == 0;
-    return lookup(env, task, j->known ? j->sim_root : NULL, j->start, ret);
+    return lookup(env, task, j->known ? j->sim_root : NULL, start, ret);
 }
 
 void wx__env_execute(wx_env *env, const wx__env_job *j,
@@ -747,12 +749,16 @@ void wx__env_execute(wx_env *env, const wx__env_job *j,
 {
     const wx__resolved *b = NULL;
 
-    *out = (wx__env_outcome){.err = WX_ERROR_INIT};
+    /* A task begun ahead may have waited in a queue since: its duration
+       is its execution's. */
+    *out = (wx__env_outcome){.start_ns = wx__now_ns(),
+                             .err = WX_ERROR_INIT};
     out->rc = known_bundle_of(env, j->task->bundle_ref, &b, &out->err);
     if (!out->rc)
         out->rc = run_attempts(env, b, j->task,
                                j->known ? j->sim_root : NULL, &mw, ret,
                                &out->fault, &out->attempts, &out->err);
+    out->end_ns = wx__now_ns();
     run_extra(&mw); /* no worker ran the task: the caller's work now */
 }
 
@@ -771,7 +777,7 @@ int wx__env_end(wx_env *env, const wx__env_job *j, wx__env_outcome *out,
                                 out->attempts, env->cas, env->inline_max,
                                 ret);
     }
-    set_metrics(ret, out->attempts, j->start);
+    set_metrics(ret, out->attempts, out->end_ns - out->start_ns);
     wx_fault_release(&out->fault);
     count(env, false, rc != 0);
     return rc;

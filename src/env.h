@@ -73,13 +73,13 @@ int wx__handle_artifacts(wx_cas *cas, size_t inline_max, wx__ingest *in,
  */
 typedef struct wx__env_job {
     const wx_task *task;
-    int64_t start;
     bool known; /* sim_root computed */
     char sim_root[WX_ID_LEN + 1];
 } wx__env_job;
 
 typedef struct wx__env_outcome {
     int rc, attempts;
+    int64_t start_ns, end_ns; /* of the execution: its duration_s */
     wx_fault fault;
     wx_error err;
 } wx__env_outcome;

@@ -126,6 +126,9 @@ for spec in $b3_specs; do
     done
 done
 b3_full=$(col 1 <"$work/b3full" | median)
+# B3 leaves gigabytes of dirty pages that the kernel writes back over the
+# next seconds, taking CPU from whatever runs then: not the next ones'.
+sync
 
 # ---- B4 ----
 log "B4 aggregation"

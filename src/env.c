@@ -98,44 +98,33 @@ static int loaded_ref(wx_artifact *a, wx_error *err)
 
 /* ---- big attachments stored while they arrive (env.h) ---- */
 
-typedef struct ingest_item {
-    size_t att;             /* the attachment's index in the frame */
-    size_t from, len;       /* and its place in the frame's bytes */
-    wx__cas_stream *stream; /* NULL once finished */
-    char hex[WX_HEX256_LEN + 1]; /* the object, once finished */
-} ingest_item;
-
 static bool bound_for_store(const wx__ingest *in, size_t len)
 {
     return len > in->inline_max && len >= WX__CAS_STREAM_MIN;
 }
 
 /*
- * A stream for every attachment bound for the store.  One that cannot
- * be opened is left out: its output takes the ordinary way to the store,
- * which reports what is wrong.
+ * A stream for each attachment bound for the store, up to
+ * WX__INGEST_MAX.  One that cannot be opened is left out: its output
+ * takes the ordinary way to the store, which reports what is wrong.
  */
 static void ingest_begin(void *ctx, const wx__frame *f)
 {
     wx__ingest *in = ctx;
-    size_t n = 0;
 
     wx__ingest_end(in);
-    for (size_t i = 0; i < f->n_att; i++)
-        n += bound_for_store(in, f->att_off[i + 1] - f->att_off[i]);
-    if (!n || !(in->items = wx__calloc(n, sizeof(*in->items))))
-        return;
-    for (size_t i = 0; i < f->n_att; i++) {
-        ingest_item *it = &in->items[in->n];
+    for (size_t i = 0; i < f->n_att && in->n < WX__INGEST_MAX; i++) {
+        wx__ingest_item *it = &in->items[in->n];
+        size_t from = f->att_off[i], len = f->att_off[i + 1] - from;
 
+        if (!bound_for_store(in, len) ||
+            wx__cas_stream_open(in->cas, (const uint8_t *)f->att.data + from,
+                                len, &it->stream, NULL) != 0)
+            continue;
         it->att = i;
-        it->from = f->att_off[i];
-        it->len = f->att_off[i + 1] - f->att_off[i];
-        if (bound_for_store(in, it->len) &&
-            wx__cas_stream_open(in->cas, (const uint8_t *)f->att.data +
-                                             it->from,
-                                it->len, &it->stream, NULL) == 0)
-            in->n++;
+        it->from = from;
+        it->len = len;
+        in->n++;
     }
 }
 
@@ -145,7 +134,7 @@ static void ingest_arrived(void *ctx, const wx__frame *f, size_t n)
 
     (void)f;
     for (size_t i = 0; i < in->n; i++) {
-        ingest_item *it = &in->items[i];
+        wx__ingest_item *it = &in->items[i];
 
         if (it->stream && n > it->from)
             wx__cas_stream_arrived(it->stream, WX_MIN(n - it->from, it->len));
@@ -163,21 +152,19 @@ void wx__ingest_end(wx__ingest *in)
 {
     for (size_t i = 0; i < in->n; i++)
         wx__cas_stream_abort(in->items[i].stream);
-    wx_free(in->items);
-    in->items = NULL;
     in->n = 0;
 }
 
 /*
  * The object that attachment `att` became: its stream is finished by
- * the first output that names it.  `*found` is false without a stream.
+ * the first output that names it.  `*hex` is NULL without a stream.
  */
 static int ingest_finish(wx__ingest *in, size_t att, const char **hex,
                          wx_error *err)
 {
     *hex = NULL;
     for (size_t i = 0; in && i < in->n; i++) {
-        ingest_item *it = &in->items[i];
+        wx__ingest_item *it = &in->items[i];
         int rc;
 
         if (it->att != att)

@@ -7,6 +7,7 @@
 
 #include <warmexec/env.h>
 
+#include "cas.h"
 #include "wire.h"
 
 /* A bundle ready to run: where it is and how to start its runner. */
@@ -30,15 +31,27 @@ void wx__resolved_release(wx__resolved *r);
 /*
  * The big attachments of one worker reply, stored in the CAS while they
  * arrive: a frame sink (frame.h) that opens a CAS stream (cas.h) for
- * every attachment bound for the store, i.e. longer than `inline_max`
- * and of at least WX__CAS_STREAM_MIN bytes.  wx__handle_artifacts()
- * finishes the streams its outputs name; wx__ingest_end() drops the rest.
+ * each attachment bound for the store, i.e. longer than `inline_max`
+ * and of at least WX__CAS_STREAM_MIN bytes, up to WX__INGEST_MAX of them
+ * (a stream holds a temporary file and a thread until its output is
+ * stored; further ones take the ordinary way to the store).
+ * wx__handle_artifacts() finishes the streams its outputs name;
+ * wx__ingest_end() drops the rest.
  */
+#define WX__INGEST_MAX 8
+
+typedef struct wx__ingest_item {
+    size_t att;             /* the attachment's index in the frame */
+    size_t from, len;       /* and its place in the frame's bytes */
+    wx__cas_stream *stream; /* NULL once finished */
+    char hex[WX_HEX256_LEN + 1]; /* the object, once finished */
+} wx__ingest_item;
+
 typedef struct wx__ingest {
     wx__frame_sink sink;
     wx_cas *cas;
     size_t inline_max;
-    struct ingest_item *items; /* owned */
+    wx__ingest_item items[WX__INGEST_MAX];
     size_t n;
 } wx__ingest;
 

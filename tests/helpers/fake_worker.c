@@ -26,6 +26,8 @@
  * byte i is (uint8_t)(i * 31 + seed); "stderr": bytes written to stderr
  * during the call; "sleep_ms"; "fail": a message to report as a model
  * error (JSON-RPC -32000) of type "fail_type" (default ValueError);
+ * "copies": n (at most 12) more artifacts "copy1".."copyn", each the
+ * bytes of "out" (in separate attachments);
  * "payload": a string returned as artifact "payload"; "track": a file in
  * which the call records, under flock, "<running> <most running at once>"
  * of all calls sharing it (to measure concurrency across workers).
@@ -63,7 +65,7 @@ typedef struct fake {
     long executes;
     int out_fd;
     uint8_t *artifact;
-    struct iovec att[4];
+    struct iovec att[16];
     char *b64;
 } fake;
 
@@ -204,6 +206,7 @@ static int execute(fake *f, json_t *params, wx__rpc_reply *reply)
     json_t *p = json_object_get(params, "params");
     long bytes = (long)json_integer_value(json_object_get(p, "bytes"));
     long sleep_ms = (long)json_integer_value(json_object_get(p, "sleep_ms"));
+    long copies = (long)json_integer_value(json_object_get(p, "copies"));
     const char *fail = json_string_value(json_object_get(p, "fail"));
     const char *fail_type =
         json_string_value(json_object_get(p, "fail_type"));
@@ -243,9 +246,20 @@ static int execute(fake *f, json_t *params, wx__rpc_reply *reply)
     json_object_set_new(result, "out", artifact_value(f, 0, f->artifact,
                                                       (size_t)(bytes > 0 ? bytes : 0),
                                                       reply));
+    copies = copies < 0 ? 0 : copies > 12 ? 12 : copies;
+    for (long i = 1; i <= copies; i++) {
+        char name[32];
+
+        snprintf(name, sizeof(name), "copy%ld", i);
+        json_object_set_new(result, name,
+                            artifact_value(f, (size_t)i, f->artifact,
+                                           (size_t)(bytes > 0 ? bytes : 0),
+                                           reply));
+    }
     if (json_is_string(payload))
         json_object_set_new(result, "payload",
-                            artifact_value(f, 1, json_string_value(payload),
+                            artifact_value(f, (size_t)copies + 1,
+                                           json_string_value(payload),
                                            json_string_length(payload),
                                            reply));
     reply->result = result;

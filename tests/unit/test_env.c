@@ -1344,6 +1344,38 @@ static void test_run_cache_object_removed(void **state)
     wx_task_release(&t);
 }
 
+/*
+ * More big attachments in one reply than the streams kept for one
+ * (WX__INGEST_MAX): the first ones stream, the others take the ordinary
+ * way, and all of them, the same bytes, are one object.
+ */
+static void test_run_many_big_outputs(void **state)
+{
+    fx *f = *state;
+    char ref[WX_DIGEST_LEN + 1], name[16];
+    wx_task t = {0};
+    wx_sim_return r;
+    const wx_artifact *out;
+
+    fx_fake_bundle(f, ref, NULL);
+    fx_env(f);
+    make_task(&t, ref, SIM_EP,
+              "{\"bytes\": 1048577, \"copies\": 10, \"payload\": \"p\"}",
+              4, NULL);
+    run_ok(f, &t, &r);
+    assert_int_equal(r.n_outputs, 12);
+    out = &output_named(&r, "out")->art;
+    assert_artifact_true(fx_cas(f), out);
+    for (int i = 1; i <= 10; i++) {
+        snprintf(name, sizeof(name), "copy%d", i);
+        assert_string_equal(output_named(&r, name)->art.ref, out->ref);
+    }
+    assert_int_equal(tu_count_in_dir(tu_path(f->home, "cas/sha256"), true),
+                     0);
+    wx_sim_return_release(&r);
+    wx_task_release(&t);
+}
+
 /* The caller's work while a worker runs: it sees the worker leased. */
 typedef struct step_probe {
     fx *f;
@@ -1439,8 +1471,11 @@ static void test_run_big_output_stored(void **state)
         fx_set(f, WX_CONF_ATTACHMENTS, attachments ? "true" : "false");
         wx_env_close(f->env);
         fx_env(f);
-        make_task(&t, ref, SIM_EP, "{\"bytes\": 2097153}", 7, NULL);
+        /* A small attachment after the big one ("payload"). */
+        make_task(&t, ref, SIM_EP,
+                  "{\"bytes\": 2097153, \"payload\": \"hi\"}", 7, NULL);
         run_ok(f, &t, &r);
+        assert_int_equal(output_named(&r, "payload")->art.size, 2);
         out = &output_named(&r, "out")->art;
         assert_non_null(out->ref);
         assert_int_equal(out->size, 2097153);
@@ -2644,6 +2679,7 @@ int main(void)
         T(test_run_cache_object_corrupt),
         T(test_run_big_output_stored),
         T(test_run_in_steps),
+        T(test_run_many_big_outputs),
         M(test_run_model_error),
         M(test_run_error_details_in_cas),
         M(test_run_crash_retried),

@@ -136,7 +136,7 @@ static int put_streamed(wx_cas *cas, const void *data, size_t len,
                         char hex[WX_HEX256_LEN + 1], wx_error *err)
 {
     wx__cas_stream *s;
-    int rc = cas->ops->open_stream(cas, data, len, &s, err);
+    int rc = wx__cas_stream_open(cas, data, len, &s, err);
 
     if (rc)
         return rc;

@@ -44,7 +44,8 @@ int wx_buf_reserve(wx_buf *b, size_t extra, wx_error *err)
     need = b->len + extra + 1;
     if (need <= b->cap)
         return 0;
-    cap = b->cap ? b->cap : 64;
+    /* Most buffers hold a short JSON text: one allocation, not four. */
+    cap = b->cap ? b->cap : 256;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     if (cap - 1 > b->max)
@@ -61,10 +62,14 @@ int wx_buf_reserve(wx_buf *b, size_t extra, wx_error *err)
 
 int wx_buf_append(wx_buf *b, const void *data, size_t n, wx_error *err)
 {
-    int rc = wx_buf_reserve(b, n, err);
+    /* Room for n bytes and the NUL already: no need for reserve, and the
+       limit holds since cap <= max + 1.  With no storage, cap - len is 0. */
+    if (n >= b->cap - b->len) {
+        int rc = wx_buf_reserve(b, n, err);
 
-    if (rc)
-        return rc;
+        if (rc)
+            return rc;
+    }
     if (n)
         memcpy(b->data + b->len, data, n);
     b->len += n;

@@ -120,7 +120,9 @@ int wx__canon_string(wx_buf *out, const char *s, size_t len, unsigned flags,
     while (!rc && p < end) {
         const unsigned char *run = p;
 
-        while (p < end && is_plain(*p, ascii))
+        p = (const unsigned char *)wx__json_plain_run_end((const char *)p,
+                                                          (const char *)end);
+        while (p < end && is_plain(*p, ascii)) /* non-ASCII, when allowed */
             p++;
         if (p > run)
             rc = wx_buf_append(out, run, (size_t)(p - run), err);

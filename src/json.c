@@ -250,14 +250,16 @@ static inline uint64_t has_zero_byte(uint64_t v)
 }
 
 /*
- * The end of the run of plain characters (printable ASCII other than '"'
- * and '\\') starting at p: eight bytes per step, then one by one.
+ * The end of the run of plain characters (printable ASCII, 0x20 to 0x7e,
+ * other than '"' and '\\') starting at p: eight bytes per step, then one
+ * by one.
  */
-static const char *plain_run_end(const char *p, const char *end)
+const char *wx__json_plain_run_end(const char *p, const char *end)
 {
     const uint64_t quotes = 0x2222222222222222ull;    /* '"' */
     const uint64_t slashes = 0x5c5c5c5c5c5c5c5cull;   /* '\\' */
     const uint64_t controls = 0x2020202020202020ull;  /* < 0x20 */
+    const uint64_t dels = 0x7f7f7f7f7f7f7f7full;      /* DEL */
 
     while (end - p >= 8) {
         uint64_t v;
@@ -265,11 +267,11 @@ static const char *plain_run_end(const char *p, const char *end)
         memcpy(&v, p, 8);
         if (has_zero_byte(v ^ quotes) | has_zero_byte(v ^ slashes) |
             ((v - controls) & ~v & 0x8080808080808080ull) |
-            (v & 0x8080808080808080ull))
+            has_zero_byte(v ^ dels) | (v & 0x8080808080808080ull))
             break;
         p += 8;
     }
-    while (p < end && (unsigned char)*p >= 0x20 && (unsigned char)*p < 0x80 &&
+    while (p < end && (unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f &&
            *p != '"' && *p != '\\')
         p++;
     return p;
@@ -286,7 +288,7 @@ static bool parse_string_body(parser *ps)
         const char *run = ps->p;
 
         /* Copy a run of plain ASCII in one go. */
-        ps->p = plain_run_end(ps->p, ps->end);
+        ps->p = wx__json_plain_run_end(ps->p, ps->end);
         if (ps->p > run &&
             wx_buf_append(&ps->scratch, run, (size_t)(ps->p - run), NULL))
             return oom(ps), false;
@@ -318,7 +320,7 @@ static bool parse_string_body(parser *ps)
 static json_t *parse_string(parser *ps)
 {
     const char *start = ++ps->p; /* past the opening quote */
-    const char *run_end = plain_run_end(start, ps->end);
+    const char *run_end = wx__json_plain_run_end(start, ps->end);
     json_t *s;
 
     /* A string of plain characters (base64 artifacts, say) is taken
@@ -587,13 +589,16 @@ int wx_json_parse(const char *text, size_t len, json_t **out, wx_error *err)
 int wx_json_parse_flags(const char *text, size_t len, unsigned flags,
                         json_t **out, wx_error *err)
 {
-    parser ps = {.start = text,
-                 .p = text,
-                 .end = text + len,
-                 .scratch = WX_BUF_INIT(SIZE_MAX - 1),
-                 .err = err,
-                 .flags = flags};
+    parser ps; /* not zeroed: path[] (12 KiB) is written as it deepens */
     json_t *v;
+
+    ps.start = ps.p = text;
+    ps.end = text + len;
+    ps.depth = 0;
+    wx_buf_init(&ps.scratch, SIZE_MAX - 1);
+    ps.err = err;
+    ps.rc = 0;
+    ps.flags = flags;
 
     if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) {
         wx_error_set(err, WX_EINVAL,
@@ -667,7 +672,15 @@ bool wx__utf8_valid(const char *s, size_t len)
     const unsigned char *p = (const unsigned char *)s, *end = p + len;
 
     while (p < end) {
-        size_t n = utf8_seq_len(p, end);
+        uint64_t v;
+        size_t n;
+
+        /* Eight ASCII bytes at a time: most strings are all ASCII. */
+        if (end - p >= 8 && (memcpy(&v, p, 8), !(v & 0x8080808080808080ull))) {
+            p += 8;
+            continue;
+        }
+        n = utf8_seq_len(p, end);
 
         if (n == 0)
             return false;

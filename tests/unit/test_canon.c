@@ -103,6 +103,53 @@ static void test_invalid_utf8_string(void **state)
     wx_buf_release(&b);
 }
 
+/* Write the string `s` alone (a JSON string) with `flags`. */
+static char *write_string(const char *s, size_t len, unsigned flags)
+{
+    json_t *v = json_stringn_nocheck(s, len);
+    char *out = write_json(v, flags);
+
+    json_decref(v);
+    return out;
+}
+
+static void test_escape_at_every_offset(void **state)
+{
+    /* The writer skips plain text eight bytes at a time: a byte to
+       escape must be found wherever it falls in a long run. */
+    static const struct {
+        const char *in, *ascii, *raw;
+    } cases[] = {
+        {"\"", "\\\"", "\\\""},     {"\\", "\\\\", "\\\\"},
+        {"\n", "\\n", "\\n"},         {"\x01", "\\u0001", "\\u0001"},
+        {"\x7f", "\\u007f", "\x7f"},   {"~", "~", "~"},
+        {"\xc3\xa9", "\\u00e9", "\xc3\xa9"},
+    };
+
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        for (size_t at = 0; at <= 20; at++) {
+            char in[64], ascii[64], raw[64];
+            char *out;
+
+            snprintf(in, sizeof(in), "%.*s%s%.*s", (int)at,
+                     "abcdefghijklmnopqrstu", cases[c].in, (int)(20 - at),
+                     "ABCDEFGHIJKLMNOPQRSTU");
+            snprintf(ascii, sizeof(ascii), "\"%.*s%s%.*s\"", (int)at,
+                     "abcdefghijklmnopqrstu", cases[c].ascii, (int)(20 - at),
+                     "ABCDEFGHIJKLMNOPQRSTU");
+            snprintf(raw, sizeof(raw), "\"%.*s%s%.*s\"", (int)at,
+                     "abcdefghijklmnopqrstu", cases[c].raw, (int)(20 - at),
+                     "ABCDEFGHIJKLMNOPQRSTU");
+            out = write_string(in, strlen(in), WX_JSON_ENSURE_ASCII);
+            assert_string_equal(out, ascii);
+            wx_free(out);
+            out = write_string(in, strlen(in), 0);
+            assert_string_equal(out, raw);
+            wx_free(out);
+        }
+    }
+}
+
 static void test_many_keys(void **state)
 {
     json_t *v = json_object();
@@ -151,6 +198,7 @@ int main(void)
         cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_failure_leaves_buffer_unchanged),
         cmocka_unit_test(test_invalid_utf8_string),
+        cmocka_unit_test(test_escape_at_every_offset),
         cmocka_unit_test(test_many_keys),
         cmocka_unit_test(test_large_string_round_trip),
     };

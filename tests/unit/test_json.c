@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "alloc.h"
+#include "json.h"
 
 static int parse(const char *text, json_t **out, wx_error *err)
 {
@@ -291,6 +292,29 @@ static void test_out_of_memory(void **state)
     }
 }
 
+static void test_utf8_validity_past_ascii_runs(void **state)
+{
+    /* The check skips ASCII eight bytes at a time: what follows a run
+       (valid sequences, a bad or a cut byte) is still checked. */
+    static const struct {
+        const char *s;
+        bool valid;
+    } cases[] = {
+        {"abcdefghijklmnop", true},
+        {"abcdefgh\xc3\xa9ijklmnop\xf0\x9f\x98\x80", true},
+        {"abcdefghijk\xff", false},
+        {"abcdefgh\xc3\xa9ijklmnop\xe2\x82", false},
+        {"abcdefghijklmnop\xc0\xaf", false},
+        {"abcdefghijklmnop\xed\xa0\x80", false}, /* a surrogate */
+        {"\x80" "abcdefghijklmnop", false},
+        {"abcdefg\xff" "ijklmnop", false},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        assert_int_equal(wx__utf8_valid(cases[i].s, strlen(cases[i].s)),
+                         cases[i].valid);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -310,6 +334,7 @@ int main(void)
         cmocka_unit_test(test_depth_limit),
         cmocka_unit_test(test_not_nul_terminated),
         cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test(test_utf8_validity_past_ascii_runs),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -722,7 +722,9 @@ static int open_engine(runner *r, const wx_config *cfg, wx_env **env,
         rc = r->o->make_service(r->o->service_user, *env, &r->svc, &jobs,
                                 err);
     } else {
-        rc = wx_service_local(*env, jobs, (size_t)WX_MAX(jobs, 1) * 4,
+        /* 64 queued tasks per lane: the producer is woken once per 32
+           submissions per lane, not once per two (a context switch each). */
+        rc = wx_service_local(*env, jobs, (size_t)WX_MAX(jobs, 1) * 64,
                               &r->svc, err);
         if (!rc && r->o->stop)
             wx_service_local_cancel_on(r->svc, r->o->stop);

@@ -504,10 +504,11 @@ typedef struct ids_job {
     wx_error err;
 } ids_job;
 
-/* Run the caller's work for the worker's time, unless done already. */
+/* Run the caller's work for the worker's time, unless done already
+ * (or `extra` is NULL: none). */
 static void run_extra(const wx__meanwhile **extra)
 {
-    const wx__meanwhile *mw = *extra;
+    const wx__meanwhile *mw = extra ? *extra : NULL;
 
     if (!mw)
         return;
@@ -530,6 +531,39 @@ static void compute_ids(void *ctx)
     run_extra(j->extra);
 }
 
+/*
+ * The reply to request `id` of `task` on the leased worker `w`, by
+ * `deadline`, as a SimReturn: outputs stored or inline, and the ids of
+ * `ids` when they were computed meanwhile.
+ */
+static int take_reply(wx_env *env, wx__worker *w, const wx_task *task,
+                      int64_t id, int64_t deadline, const ids_job *ids,
+                      wx_sim_return *ret, wx_fault *fault, wx_error *err)
+{
+    json_t *result = NULL;
+    wx_output *outputs = NULL;
+    const wx__outputs *raw = NULL;
+    wx__ingest in;
+    int rc;
+
+    wx__ingest_init(&in, env->cas, env->inline_max);
+    rc = wx__pool_receive_execute(env->pool, w, id, deadline,
+                                  env->cas ? &in.sink : NULL, &raw, &result,
+                                  fault, err);
+    if (!rc && ids->done && ids->rc)
+        rc = wx_error_set(err, ids->rc, "%s", ids->err.message);
+    if (!rc)
+        rc = wx__handle_artifacts(env->cas, env->inline_max, &in, raw,
+                                  &outputs, err);
+    if (!rc)
+        rc = wx__create_sim_return(task, ids->done ? &ids->ids : NULL,
+                                   outputs, raw->n, ret, err);
+    /* Before the next reply is read: the streams read this one's frame. */
+    wx__ingest_end(&in);
+    json_decref(result);
+    return rc;
+}
+
 /* One attempt: lease, execute, turn the outputs into a SimReturn. */
 static int attempt(wx_env *env, const wx__resolved *b, const wx_task *task,
                    const char *sim_root, const wx__meanwhile **extra,
@@ -537,56 +571,56 @@ static int attempt(wx_env *env, const wx__resolved *b, const wx_task *task,
 {
     ids_job ids = {.task = task, .sim_root = sim_root, .extra = extra,
                    .err = WX_ERROR_INIT};
-    wx__meanwhile mw = {compute_ids, &ids};
-    json_t *result = NULL;
-    wx_output *outputs = NULL;
     wx__worker *w = NULL;
-    const wx__outputs *raw = NULL;
-    wx__ingest in;
-    int rc;
+    int64_t deadline = 0, id;
+    int rc = wx__pool_lease(env->pool, &b->runner.spec, &w, fault, err);
 
-    wx__ingest_init(&in, env->cas, env->inline_max);
-    rc = wx__pool_execute_raw(env->pool, &b->runner.spec, task->entrypoint,
-                              task->params, task->seed, &mw,
-                              env->cas ? &in.sink : NULL, &raw, &result, &w,
-                              fault, err);
-    if (!rc && ids.done && ids.rc)
-        rc = wx_error_set(err, ids.rc, "%s", ids.err.message);
-    if (!rc)
-        rc = wx__handle_artifacts(env->cas, env->inline_max, &in, raw,
-                                  &outputs, err);
-    if (!rc)
-        rc = wx__create_sim_return(task, ids.done ? &ids.ids : NULL, outputs,
-                                   raw->n, ret, err);
-    /* Before the worker goes back: the streams read its frame. */
-    wx__ingest_end(&in);
+    if (!rc) {
+        deadline = wx__pool_task_deadline(env->pool);
+        rc = wx__pool_send_execute(env->pool, w, task->entrypoint,
+                                   task->params, task->seed, NULL, &id,
+                                   fault, err);
+    }
+    if (!rc) {
+        compute_ids(&ids); /* while the worker runs the task */
+        rc = take_reply(env, w, task, id, deadline, &ids, ret, fault, err);
+    }
     if (w)
         wx__pool_release(env->pool, w);
-    json_decref(result);
     return rc;
 }
 
+/* Whether a failed attempt (the `attempts`th) is tried again. */
+static bool try_again(const wx_env *env, const wx_task *task, int rc,
+                      int attempts, const wx_fault *fault,
+                      const wx_error *err)
+{
+    if (!rc || attempts > env->max_retries || !retryable(rc, fault))
+        return false;
+    wx__log(WX_LOG_WARN, "task %.12s: attempt %d failed (%s), retrying",
+            task->param_id, attempts, err->message);
+    return true;
+}
+
 /*
- * Attempts until success, a permanent failure or max_retries retries.
- * `sim_root`: the task's, when already computed (else NULL).  `*extra`
- * runs while the first worker runs the task (see ids_job).
+ * Attempts until success, a permanent failure or max_retries retries
+ * (`*attempts` counts those made already).  `sim_root`: the task's, when
+ * already computed (else NULL).  `*extra` runs while the first worker
+ * runs the task (see ids_job).
  */
 static int run_attempts(wx_env *env, const wx__resolved *b,
                         const wx_task *task, const char *sim_root,
                         const wx__meanwhile **extra, wx_sim_return *ret,
                         wx_fault *fault, int *attempts, wx_error *err)
 {
-    for (;;) {
-        int rc;
+    int rc;
 
+    do {
         (*attempts)++;
         wx_fault_release(fault);
         rc = attempt(env, b, task, sim_root, extra, ret, fault, err);
-        if (!rc || *attempts > env->max_retries || !retryable(rc, fault))
-            return rc;
-        wx__log(WX_LOG_WARN, "task %.12s: attempt %d failed (%s), retrying",
-                task->param_id, *attempts, err->message);
-    }
+    } while (try_again(env, task, rc, *attempts, fault, err));
+    return rc;
 }
 
 /*
@@ -730,12 +764,14 @@ bool wx__env_begin(wx_env *env, const wx_task *task, wx__env_job *j,
     return lookup(env, task, j->known ? j->sim_root : NULL, start, ret);
 }
 
-void wx__env_execute(wx_env *env, const wx__env_job *j,
-                     const wx__meanwhile *mw, wx__env_outcome *out,
-                     wx_sim_return *ret)
+/* Execute a begun job on a worker of its own (attempts and all). */
+static void execute_alone(wx_env *env, const wx__env_job *j,
+                          const wx__meanwhile **extra, wx__env_outcome *out,
+                          wx_sim_return *ret)
 {
     const wx__resolved *b = NULL;
 
+    wx_fault_release(&out->fault);
     /* A task begun ahead may have waited in a queue since: its duration
        is its execution's. */
     *out = (wx__env_outcome){.start_ns = wx__now_ns(),
@@ -743,10 +779,157 @@ void wx__env_execute(wx_env *env, const wx__env_job *j,
     out->rc = known_bundle_of(env, j->task->bundle_ref, &b, &out->err);
     if (!out->rc)
         out->rc = run_attempts(env, b, j->task,
-                               j->known ? j->sim_root : NULL, &mw, ret,
+                               j->known ? j->sim_root : NULL, extra, ret,
                                &out->fault, &out->attempts, &out->err);
     out->end_ns = wx__now_ns();
+}
+
+void wx__env_execute(wx_env *env, const wx__env_job *j,
+                     const wx__meanwhile *mw, wx__env_outcome *out,
+                     wx_sim_return *ret)
+{
+    *out = (wx__env_outcome){.err = WX_ERROR_INIT};
+    execute_alone(env, j, &mw, out, ret);
     run_extra(&mw); /* no worker ran the task: the caller's work now */
+}
+
+/*
+ * The requests of a batch after its first fit in this many bytes, well
+ * within a pipe's 64 KiB: writing them never waits for a worker that is
+ * itself waiting for its big reply to be read.
+ */
+#define BATCH_ROOM (16 * 1024)
+
+/* The jobs of a batch in flight on one worker. */
+typedef struct batch {
+    const wx__env_job *const *jobs;
+    size_t n, sent;
+    int64_t ids[WX__BATCH_MAX]; /* of the requests */
+    ids_job task_ids[WX__BATCH_MAX];
+    const wx__meanwhile *extra;
+} batch;
+
+/* While the worker runs the batch: the ids of its tasks, then the
+   caller's work. */
+static void batch_meanwhile(void *ctx)
+{
+    batch *bt = ctx;
+
+    for (size_t i = 0; i < bt->sent; i++)
+        compute_ids(&bt->task_ids[i]);
+    run_extra(&bt->extra);
+}
+
+/*
+ * Send the batch's requests: as many as the worker may take and, after
+ * the first, as fit in BATCH_ROOM.  A failure after the first stops
+ * there (the first one's reply tells what became of the worker).
+ */
+static void send_batch(wx_env *env, wx__worker *w, batch *bt,
+                       wx__env_outcome *outs)
+{
+    size_t room = BATCH_ROOM;
+    int64_t left = wx__worker_tasks_left(env->pool, w);
+
+    for (; bt->sent < bt->n && (int64_t)bt->sent < left; bt->sent++) {
+        const wx_task *t = bt->jobs[bt->sent]->task;
+        wx_fault fault = {0};
+        wx_error err = WX_ERROR_INIT;
+        int rc;
+
+        if (bt->sent == 0) {
+            rc = wx__pool_send_execute(env->pool, w, t->entrypoint, t->params,
+                                       t->seed, NULL, &bt->ids[0],
+                                       &outs[0].fault, &outs[0].err);
+            outs[0].rc = rc;
+            outs[0].attempts = 1;
+        } else {
+            rc = wx__pool_send_execute(env->pool, w, t->entrypoint, t->params,
+                                       t->seed, &room, &bt->ids[bt->sent],
+                                       &fault, &err);
+            wx_fault_release(&fault);
+        }
+        if (rc) {
+            bt->sent += bt->sent == 0; /* the first one failed as sent */
+            return;
+        }
+    }
+}
+
+/*
+ * Read the replies in order.  Once the worker failed, the tasks after
+ * the one it failed on never ran: `*ran` is how many did.
+ */
+static void receive_batch(wx_env *env, wx__worker *w, batch *bt,
+                          int64_t deadline, wx__env_outcome *outs,
+                          wx_sim_return *const *rets, size_t *ran)
+{
+    for (*ran = 0; *ran < bt->sent; (*ran)++) {
+        size_t i = *ran;
+        const wx_task *t = bt->jobs[i]->task;
+
+        if (i > 0) {
+            if (wx__worker_failed(w))
+                return;
+            outs[i].start_ns = wx__now_ns();
+            outs[i].attempts = 1;
+            deadline = wx__pool_task_deadline(env->pool);
+        }
+        if (!outs[i].rc)
+            outs[i].rc = take_reply(env, w, t, bt->ids[i], deadline,
+                                    &bt->task_ids[i], rets[i],
+                                    &outs[i].fault, &outs[i].err);
+        outs[i].end_ns = wx__now_ns();
+    }
+}
+
+void wx__env_execute_batch(wx_env *env, const wx__env_job *const *jobs,
+                           size_t n, const wx__meanwhile *mw,
+                           wx__env_outcome *outs, wx_sim_return *const *rets)
+{
+    batch bt = {.jobs = jobs, .n = n, .extra = mw};
+    wx__meanwhile during = {batch_meanwhile, &bt};
+    const wx__resolved *b = NULL;
+    wx__worker *w = NULL;
+    int64_t deadline = 0;
+    size_t ran = 0;
+
+    if (n == 0 || n > WX__BATCH_MAX)
+        WX_BUG("a batch of no task or more than WX__BATCH_MAX");
+    for (size_t i = 0; i < n; i++) {
+        outs[i] = (wx__env_outcome){.err = WX_ERROR_INIT};
+        bt.task_ids[i] = (ids_job){
+            .task = jobs[i]->task,
+            .sim_root = jobs[i]->known ? jobs[i]->sim_root : NULL,
+            .err = WX_ERROR_INIT};
+    }
+    outs[0].start_ns = wx__now_ns();
+    if (known_bundle_of(env, jobs[0]->task->bundle_ref, &b, &outs[0].err) ==
+            0 &&
+        wx__pool_lease(env->pool, &b->runner.spec, &w, &outs[0].fault,
+                       &outs[0].err) == 0) {
+        deadline = wx__pool_task_deadline(env->pool);
+        send_batch(env, w, &bt, outs);
+        if (bt.sent)
+            during.fn(during.ctx);
+        receive_batch(env, w, &bt, deadline, outs, rets, &ran);
+        wx__pool_release(env->pool, w);
+    }
+    /* Retries of the tasks that ran, and the tasks that did not, alone. */
+    for (size_t i = 0; i < bt.n; i++) {
+        const wx_task *t = jobs[i]->task;
+
+        if (i >= ran)
+            execute_alone(env, jobs[i], &bt.extra, &outs[i], rets[i]);
+        else if (try_again(env, t, outs[i].rc, outs[i].attempts,
+                           &outs[i].fault, &outs[i].err))
+            outs[i].rc = run_attempts(
+                env, b, t, jobs[i]->known ? jobs[i]->sim_root : NULL,
+                &bt.extra, rets[i], &outs[i].fault, &outs[i].attempts,
+                &outs[i].err);
+        outs[i].end_ns = wx__now_ns();
+    }
+    run_extra(&bt.extra);
 }
 
 int wx__env_end(wx_env *env, const wx__env_job *j, wx__env_outcome *out,

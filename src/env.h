@@ -105,6 +105,23 @@ void wx__env_execute(wx_env *env, const wx__env_job *j,
 int wx__env_end(wx_env *env, const wx__env_job *j, wx__env_outcome *out,
                 wx_sim_return *ret);
 
+/*
+ * wx__env_execute() for `n` (1 to WX__BATCH_MAX) begun jobs of one bundle
+ * (jobs[0]'s), on one worker: their requests go out back to back (as many
+ * as the worker may still take and, after the first, as fit in 16 KiB),
+ * `mw` runs once while the worker runs them, and the replies are read in
+ * order, so that the worker runs them without waiting for its dispatcher
+ * in between.  Each job ends as wx__env_execute() would leave it, in
+ * outs[i] and *rets[i]: a task that did not go out, or that the worker
+ * never reached because it failed on an earlier one, runs alone after,
+ * without that counting as an attempt; retries run alone too.
+ */
+#define WX__BATCH_MAX 8
+
+void wx__env_execute_batch(wx_env *env, const wx__env_job *const *jobs,
+                           size_t n, const wx__meanwhile *mw,
+                           wx__env_outcome *outs, wx_sim_return *const *rets);
+
 /* A task's sim_root (config and env included) and task_id (with the
  * requested outputs). */
 typedef struct wx__task_ids {

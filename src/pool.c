@@ -681,27 +681,34 @@ int wx__pool_lease(wx_pool *p, const wx_worker_spec *spec, wx__worker **out,
     return rc;
 }
 
-int wx__pool_call(wx_pool *p, wx__worker *w, const char *method,
-                  const json_t *params, const struct iovec *att, size_t n_att,
-                  json_t **result, wx_fault *fault, wx_error *err)
+/* A call's request is out, or it failed (the worker is then failed). */
+static int pool_send(wx_pool *p, wx__worker *w, const char *method,
+                     const wx__rpc_params *params, const struct iovec *att,
+                     size_t n_att, size_t *room, int64_t deadline,
+                     int64_t *id, wx_fault *fault, wx_error *err)
 {
-    wx__rpc_params pp = {.json = params};
+    int rc = wx__rpc_send(&w->conn, method, params, att, n_att, room,
+                          deadline, id, err);
 
-    return wx__pool_call_meanwhile(p, w, method, &pp, att, n_att, NULL,
-                                   result, fault, err);
+    if (rc == WX_ETOOBIG && room)
+        return rc; /* nothing written: the worker is fine */
+    if (rc)
+        fail_worker(p, w, rc, fault, err);
+    else
+        w->calls++;
+    return rc;
 }
 
-int wx__pool_call_meanwhile(wx_pool *p, wx__worker *w, const char *method,
-                            const wx__rpc_params *params,
-                            const struct iovec *att, size_t n_att,
-                            const wx__meanwhile *mw, json_t **result,
-                            wx_fault *fault, wx_error *err)
+/*
+ * A call's reply by `deadline`.  A model error (WX_EMODEL) leaves the
+ * worker usable; any other failure fails it.
+ */
+static int pool_receive(wx_pool *p, wx__worker *w, int64_t id,
+                        int64_t deadline, json_t **result, wx_fault *fault,
+                        wx_error *err)
 {
-    int rc = wx__rpc_call_meanwhile(&w->conn, method, params, att, n_att,
-                                    wx__deadline_after(p->o.task_timeout),
-                                    mw, result, err);
+    int rc = wx__rpc_receive(&w->conn, id, deadline, result, err);
 
-    w->calls++;
     if (rc == WX_EMODEL || rc == WX_EOOM) {
         const char *tb = json_string_value(json_object_get(*result,
                                                            "traceback"));
@@ -718,6 +725,27 @@ int wx__pool_call_meanwhile(wx_pool *p, wx__worker *w, const char *method,
         fail_worker(p, w, rc, fault, err);
     }
     return rc;
+}
+
+static int pool_call(wx_pool *p, wx__worker *w, const char *method,
+                     const wx__rpc_params *params, const struct iovec *att,
+                     size_t n_att, json_t **result, wx_fault *fault,
+                     wx_error *err)
+{
+    int64_t deadline = wx__deadline_after(p->o.task_timeout), id;
+    int rc = pool_send(p, w, method, params, att, n_att, NULL, deadline, &id,
+                       fault, err);
+
+    *result = NULL;
+    return rc ? rc : pool_receive(p, w, id, deadline, result, fault, err);
+}
+
+int wx__pool_call(wx_pool *p, wx__worker *w, const char *method,
+                  const json_t *params, const struct iovec *att, size_t n_att,
+                  json_t **result, wx_fault *fault, wx_error *err)
+{
+    return pool_call(p, w, method, &(wx__rpc_params){.json = params}, att,
+                     n_att, result, fault, err);
 }
 
 void wx__pool_fail(wx_pool *p, wx__worker *w, int rc, wx_fault *fault,
@@ -981,36 +1009,53 @@ static int read_execute_result(wx_pool *p, wx__worker *w,
     return rc;
 }
 
-int wx__pool_execute_raw(wx_pool *p, const wx_worker_spec *spec,
-                         const char *entrypoint, const json_t *params,
-                         int64_t seed, const wx__meanwhile *mw,
-                         const wx__frame_sink *sink,
-                         const wx__outputs **raw, json_t **result,
-                         wx__worker **leased, wx_fault *fault, wx_error *err)
+int64_t wx__pool_task_deadline(const wx_pool *p)
+{
+    return wx__deadline_after(p->o.task_timeout);
+}
+
+bool wx__worker_failed(const wx__worker *w)
+{
+    return w->failed;
+}
+
+int64_t wx__worker_tasks_left(const wx_pool *p, const wx__worker *w)
+{
+    if (p->o.max_tasks_per_worker <= 0)
+        return INT64_MAX;
+    return WX_MAX(0, p->o.max_tasks_per_worker - w->calls);
+}
+
+int wx__pool_send_execute(wx_pool *p, wx__worker *w, const char *entrypoint,
+                          const json_t *params, int64_t seed, size_t *room,
+                          int64_t *id, wx_fault *fault, wx_error *err)
 {
     json_t *call = wx__wire_execute_params(entrypoint, params, seed);
-    wx__worker *w = NULL;
     int rc;
 
-    *leased = NULL;
-    *result = NULL;
-    *raw = NULL;
     if (!call)
         return wx_error_set(err, WX_EINVAL, "execute params are not valid");
-    rc = wx__pool_lease(p, spec, &w, fault, err);
-    if (!rc) {
-        w->conn.reader.sink = sink;
-        rc = wx__pool_call_meanwhile(p, w, "execute",
-                                     &(wx__rpc_params){.json = call}, NULL, 0,
-                                     mw, result, fault, err);
-        w->conn.reader.sink = NULL;
-    }
+    rc = pool_send(p, w, "execute", &(wx__rpc_params){.json = call}, NULL, 0,
+                   room, wx__pool_task_deadline(p), id, fault, err);
+    json_decref(call);
+    return rc;
+}
+
+int wx__pool_receive_execute(wx_pool *p, wx__worker *w, int64_t id,
+                             int64_t deadline, const wx__frame_sink *sink,
+                             const wx__outputs **raw, json_t **result,
+                             wx_fault *fault, wx_error *err)
+{
+    int rc;
+
+    *raw = NULL;
+    w->conn.reader.sink = sink;
+    rc = pool_receive(p, w, id, deadline, result, fault, err);
+    w->conn.reader.sink = NULL;
     if (!rc)
         rc = read_execute_result(p, w, *result, &w->raw, fault, err);
     if (!rc)
         *raw = &w->raw;
-    json_decref(call);
-    *leased = w;
     return rc;
 }
 
@@ -1019,13 +1064,18 @@ int wx_pool_execute(wx_pool *p, const wx_worker_spec *spec,
                     int64_t seed, wx_blob **outputs, size_t *n_outputs,
                     wx_fault *fault, wx_error *err)
 {
+    int64_t deadline = wx__pool_task_deadline(p), id;
     json_t *result = NULL;
     const wx__outputs *raw;
     wx__worker *w = NULL;
-    int rc;
+    int rc = wx__pool_lease(p, spec, &w, fault, err);
 
-    rc = wx__pool_execute_raw(p, spec, entrypoint, params, seed, NULL, NULL,
-                              &raw, &result, &w, fault, err);
+    if (!rc)
+        rc = wx__pool_send_execute(p, w, entrypoint, params, seed, NULL, &id,
+                                   fault, err);
+    if (!rc)
+        rc = wx__pool_receive_execute(p, w, id, deadline, NULL, &raw,
+                                      &result, fault, err);
     if (!rc)
         rc = copy_outputs(raw, outputs, n_outputs, err);
     if (w)
@@ -1054,10 +1104,10 @@ int wx_pool_aggregate(wx_pool *p, const wx_worker_spec *spec,
                                        target_data, w->attachments, att,
                                        &n_att, &params, err);
     if (!rc)
-        rc = wx__pool_call_meanwhile(
-            p, w, "aggregate",
-            &(wx__rpc_params){.text = params.data, .len = params.len}, att,
-            n_att, NULL, &result, fault, err);
+        rc = pool_call(p, w, "aggregate",
+                       &(wx__rpc_params){.text = params.data,
+                                         .len = params.len},
+                       att, n_att, &result, fault, err);
     if (!rc) {
         rc = wx__wire_read_agg_result(result, n, ret, err);
         if (rc == WX_EPROTO)

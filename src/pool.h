@@ -37,14 +37,6 @@ int wx__pool_call(wx_pool *p, wx__worker *w, const char *method,
                   const json_t *params, const struct iovec *att, size_t n_att,
                   json_t **result, wx_fault *fault, wx_error *err);
 
-/* wx__pool_call() with params as JSON text or a value (rpc.h), running
- * `mw` (may be NULL) while the worker works. */
-int wx__pool_call_meanwhile(wx_pool *p, wx__worker *w, const char *method,
-                            const wx__rpc_params *params,
-                            const struct iovec *att, size_t n_att,
-                            const wx__meanwhile *mw, json_t **result,
-                            wx_fault *fault, wx_error *err);
-
 /*
  * Mark a leased worker failed after the caller found its reply broken
  * (WX_EPROTO): it is stopped and `fault` filled as for a failed call.
@@ -53,19 +45,34 @@ void wx__pool_fail(wx_pool *p, wx__worker *w, int rc, wx_fault *fault,
                    wx_error *err);
 
 /*
- * Lease, `execute` (running `mw`, may be NULL, while the worker works;
- * `sink`, may be NULL, hears about the reply's attachments as they
- * arrive) and read the outputs, keeping the lease: `*raw` (the worker's, set on
- * success) points into its last reply and `*result` (caller's reference), both
- * valid until the caller releases `*leased` (set whenever a worker was
- * leased, also on failure).  Errors as wx_pool_execute().
+ * Execute requests in flight on a leased worker, answered in order.
+ * wx__pool_send_execute() writes one and gives its id; `room` (may be
+ * NULL) as for wx__rpc_send(): a request that does not fit is
+ * WX_ETOOBIG, nothing is sent and the worker is fine.
+ * wx__pool_receive_execute() waits until `deadline` for the reply to
+ * `id`, `sink` (may be NULL) hearing about its attachments; `*raw` (the
+ * worker's: its outputs point into the reply) and `*result` (the caller's
+ * reference) are valid until the next receive or the release.  Failures
+ * fail the worker as wx__pool_call() does, and the replies still owed
+ * are lost with it.
  */
-int wx__pool_execute_raw(wx_pool *p, const wx_worker_spec *spec,
-                         const char *entrypoint, const json_t *params,
-                         int64_t seed, const wx__meanwhile *mw,
-                         const wx__frame_sink *sink,
-                         const wx__outputs **raw, json_t **result,
-                         wx__worker **leased, wx_fault *fault, wx_error *err);
+int wx__pool_send_execute(wx_pool *p, wx__worker *w, const char *entrypoint,
+                          const json_t *params, int64_t seed, size_t *room,
+                          int64_t *id, wx_fault *fault, wx_error *err);
+int wx__pool_receive_execute(wx_pool *p, wx__worker *w, int64_t id,
+                             int64_t deadline, const wx__frame_sink *sink,
+                             const wx__outputs **raw, json_t **result,
+                             wx_fault *fault, wx_error *err);
+
+/* The deadline of a task whose request leaves now (task_timeout). */
+int64_t wx__pool_task_deadline(const wx_pool *p);
+
+/* The calls a worker may still take before it is recycled (INT64_MAX
+ * when max_tasks_per_worker is 0). */
+int64_t wx__worker_tasks_left(const wx_pool *p, const wx__worker *w);
+
+/* Whether a call failed the worker (it is stopped; release retires it). */
+bool wx__worker_failed(const wx__worker *w);
 
 /* Give the worker back (a failed or used-up worker is retired). */
 void wx__pool_release(wx_pool *p, wx__worker *w);

@@ -134,38 +134,48 @@ int wx__rpc_parse_reply(const char *body, size_t len, int64_t id,
     return rc;
 }
 
-int wx__rpc_call(wx__rpc_conn *c, const char *method, const json_t *params,
-                 const struct iovec *att, size_t n_att, int64_t deadline,
-                 json_t **result, wx_error *err)
+int wx__rpc_send(wx__rpc_conn *c, const char *method,
+                 const wx__rpc_params *params, const struct iovec *att,
+                 size_t n_att, size_t *room, int64_t deadline, int64_t *id,
+                 wx_error *err)
 {
-    wx__rpc_params p = {.json = params};
+    int rc = format_request(&c->out, c->next_id, method, params, err);
 
-    return wx__rpc_call_meanwhile(c, method, &p, att, n_att, deadline, NULL,
-                                  result, err);
-}
-
-int wx__rpc_call_meanwhile(wx__rpc_conn *c, const char *method,
-                           const wx__rpc_params *params,
-                           const struct iovec *att, size_t n_att,
-                           int64_t deadline, const wx__meanwhile *mw,
-                           json_t **result, wx_error *err)
-{
-    int64_t id = c->next_id++;
-    bool clean_eof;
-    int rc = format_request(&c->out, id, method, params, err);
-
-    *result = NULL;
+    if (!rc && room && c->out.len > *room)
+        return wx_error_set(err, WX_ETOOBIG, "a request of %zu bytes",
+                            c->out.len);
     if (!rc)
         rc = wx__frame_write(c->to_fd, c->out.data, c->out.len, att, n_att,
                              deadline, err);
-    if (!rc && mw)
-        mw->fn(mw->ctx);
-    if (!rc)
-        rc = wx__frame_read(&c->reader, &c->frame, deadline, &clean_eof, err);
+    if (!rc && room)
+        *room -= c->out.len;
+    *id = c->next_id++;
+    return rc;
+}
+
+int wx__rpc_receive(wx__rpc_conn *c, int64_t id, int64_t deadline,
+                    json_t **result, wx_error *err)
+{
+    bool clean_eof;
+    int rc = wx__frame_read(&c->reader, &c->frame, deadline, &clean_eof, err);
+
+    *result = NULL;
     if (!rc)
         rc = wx__rpc_parse_reply(c->frame.body.data, c->frame.body.len, id,
                                  result, err);
     return rc;
+}
+
+int wx__rpc_call(wx__rpc_conn *c, const char *method, const json_t *params,
+                 const struct iovec *att, size_t n_att, int64_t deadline,
+                 json_t **result, wx_error *err)
+{
+    int64_t id;
+    int rc = wx__rpc_send(c, method, &(wx__rpc_params){.json = params}, att,
+                          n_att, NULL, deadline, &id, err);
+
+    *result = NULL;
+    return rc ? rc : wx__rpc_receive(c, id, deadline, result, err);
 }
 
 const uint8_t *wx__rpc_attachment(const wx__rpc_conn *c, size_t i,

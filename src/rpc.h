@@ -79,12 +79,20 @@ typedef struct wx__rpc_params {
     size_t len;
 } wx__rpc_params;
 
-/* wx__rpc_call(), running `mw` (may be NULL) while the worker works. */
-int wx__rpc_call_meanwhile(wx__rpc_conn *c, const char *method,
-                           const wx__rpc_params *params,
-                           const struct iovec *att, size_t n_att,
-                           int64_t deadline, const wx__meanwhile *mw,
-                           json_t **result, wx_error *err);
+/*
+ * The two halves of wx__rpc_call, for several requests in flight on one
+ * connection (answered in order).  wx__rpc_send() writes a request and
+ * gives its id; with `room` (may be NULL), a body longer than *room bytes
+ * is WX_ETOOBIG and nothing is written, and a body sent is taken from
+ * *room.  wx__rpc_receive() waits until `deadline` for the next reply,
+ * which must answer `id`.  Failures as wx__rpc_call().
+ */
+int wx__rpc_send(wx__rpc_conn *c, const char *method,
+                 const wx__rpc_params *params, const struct iovec *att,
+                 size_t n_att, size_t *room, int64_t deadline, int64_t *id,
+                 wx_error *err);
+int wx__rpc_receive(wx__rpc_conn *c, int64_t id, int64_t deadline,
+                    json_t **result, wx_error *err);
 
 /*
  * Check a reply body for request `id` (the pure part of wx__rpc_call,

@@ -64,18 +64,25 @@ static void cancel_job(job *j)
 }
 
 /*
- * One dispatcher thread and the simulation it ran last.  While a worker
- * runs a simulation, its dispatcher ends the one before (its cache put
- * and completion callback) and begins the first queued one (its sim_root
- * and cache look-up), so that the time the worker takes pays for them.
+ * One dispatcher thread and the simulations it ran last.  While a worker
+ * runs simulations, its dispatcher ends the ones before (their cache put
+ * and completion callback) and begins the first queued ones (their
+ * sim_root and cache look-up), so that the time the worker takes pays for
+ * them.  Short simulations go to the worker several at a time (a batch,
+ * env.h): it runs them back to back, without waiting for the dispatcher.
  */
 typedef struct lane {
     local *l;
-    job *ran; /* executed; to end and complete */
-    /* How `ran` went, and room for the one running (they alternate). */
-    wx__env_outcome out[2];
+    job *ran[WX__BATCH_MAX]; /* executed; to end and complete */
+    size_t n_ran;
+    /* How `ran` went, and room for those running (they alternate). */
+    wx__env_outcome out[2][WX__BATCH_MAX];
     int ran_out;
+    int64_t task_ns; /* average execution time here; 0: none yet */
 } lane;
+
+/* Simulations shorter than this on average go to workers in batches. */
+#define BATCH_BELOW_NS 1000000
 
 /* A job is over: it leaves the running count. */
 static void job_over(local *l, job *j)
@@ -107,18 +114,20 @@ static job *pop_job(local *l)
     return j;
 }
 
-/* End the lane's executed simulation and hand it to its callback. */
+/* End the lane's executed simulations and hand them to their callback. */
 static void complete_ran(lane *ln)
 {
-    job *j = ln->ran;
-    int rc;
+    size_t n = ln->n_ran;
 
-    if (!j)
-        return;
-    ln->ran = NULL;
-    rc = wx__env_end(ln->l->env, &j->run, &ln->out[ln->ran_out], &j->ret);
-    j->sim_done(j->user, &j->ret, rc);
-    job_over(ln->l, j);
+    ln->n_ran = 0;
+    for (size_t i = 0; i < n; i++) {
+        job *j = ln->ran[i];
+        int rc = wx__env_end(ln->l->env, &j->run, &ln->out[ln->ran_out][i],
+                             &j->ret);
+
+        j->sim_done(j->user, &j->ret, rc);
+        job_over(ln->l, j);
+    }
 }
 
 static void begin_sim(local *l, job *j)
@@ -127,42 +136,61 @@ static void begin_sim(local *l, job *j)
     j->hit = wx__env_begin(l->env, &j->task, &j->run, &j->ret);
 }
 
-/* Put a job taken from the queue back at its head. */
-static void push_front(local *l, job *j)
+/* Put `n` jobs taken from the queue back at its head, in their order. */
+static void push_front(local *l, job **js, size_t n)
 {
+    if (n == 0)
+        return;
     pthread_mutex_lock(&l->mu);
-    j->next = l->head;
-    l->head = j;
-    if (!l->tail)
-        l->tail = j;
-    l->queued++;
-    l->running--;
+    for (size_t i = n; i-- > 0;) {
+        js[i]->next = l->head;
+        l->head = js[i];
+        if (!l->tail)
+            l->tail = js[i];
+        l->queued++;
+        l->running--;
+    }
     pthread_cond_signal(&l->work);
     pthread_mutex_unlock(&l->mu);
 }
 
 /*
- * The lane's work while a worker runs its current simulation.  The job
- * it begins goes back to the queue: any lane free first runs it, so that
+ * How many simulations the lane sends its worker at once (l->mu held):
+ * one until they prove short here, then up to its share of the queue, so
+ * that every lane has work to the end.
+ */
+static size_t batch_size(const lane *ln)
+{
+    const local *l = ln->l;
+
+    if (ln->task_ns == 0 || ln->task_ns >= BATCH_BELOW_NS)
+        return 1;
+    return WX_MAX(1, WX_MIN(WX__BATCH_MAX, l->queued / (size_t)l->n_threads));
+}
+
+/*
+ * The lane's work while a worker runs its current simulations.  The jobs
+ * it begins go back to the queue: any lane free first runs them, so that
  * a long simulation never holds up the next one while another lane idles.
  */
 static void meanwhile(void *ctx)
 {
     lane *ln = ctx;
     local *l = ln->l;
-    job *j = NULL;
+    job *js[WX__BATCH_MAX];
+    size_t n = 0;
 
     complete_ran(ln);
     if (l->cancel && *l->cancel)
         return;
     pthread_mutex_lock(&l->mu);
-    if (l->head && !l->head->is_agg && !l->head->begun)
-        j = pop_job(l);
+    for (size_t max = batch_size(ln);
+         n < max && l->head && !l->head->is_agg && !l->head->begun;)
+        js[n++] = pop_job(l);
     pthread_mutex_unlock(&l->mu);
-    if (j) {
-        begin_sim(l, j);
-        push_front(l, j);
-    }
+    for (size_t i = 0; i < n; i++)
+        begin_sim(l, js[i]);
+    push_front(l, js, n);
 }
 
 /*
@@ -197,11 +225,61 @@ static void run_agg(local *l, job *j)
     wx_fault_release(&fault);
 }
 
-/* Run `j`; a simulation that a worker ran stays in the lane to end. */
+/*
+ * Join to the begun simulation js[0] the queued ones of its bundle that
+ * make its batch, begun here; a cache hit ends the batch (it goes back
+ * to the queue, done already).  Returns the batch's size.
+ */
+static size_t gather_batch(lane *ln, job **js)
+{
+    local *l = ln->l;
+    size_t n = 1;
+
+    pthread_mutex_lock(&l->mu);
+    for (size_t max = batch_size(ln);
+         n < max && l->head && !l->head->is_agg &&
+         strcmp(l->head->task.bundle_ref, js[0]->task.bundle_ref) == 0;)
+        js[n++] = pop_job(l);
+    pthread_mutex_unlock(&l->mu);
+    for (size_t i = 1; i < n; i++) {
+        if (!js[i]->begun)
+            begin_sim(l, js[i]);
+        if (js[i]->hit) {
+            push_front(l, js + i, n - i);
+            return i;
+        }
+    }
+    return n;
+}
+
+/* Execute a batch; its jobs stay in the lane to end. */
+static void execute_batch(lane *ln, job **js, size_t n)
+{
+    wx__meanwhile mw = {meanwhile, ln};
+    const wx__env_job *runs[WX__BATCH_MAX];
+    wx_sim_return *rets[WX__BATCH_MAX];
+    int slot = !ln->ran_out;
+    int64_t total_ns = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        runs[i] = &js[i]->run;
+        rets[i] = &js[i]->ret;
+    }
+    wx__env_execute_batch(ln->l->env, runs, n, &mw, ln->out[slot], rets);
+    /* The meanwhile completed the ones before. */
+    memcpy(ln->ran, js, n * sizeof(*js));
+    ln->n_ran = n;
+    ln->ran_out = slot;
+    for (size_t i = 0; i < n; i++)
+        total_ns += ln->out[slot][i].end_ns - ln->out[slot][i].start_ns;
+    total_ns = WX_MAX(1, total_ns / (int64_t)n);
+    ln->task_ns = ln->task_ns ? (3 * ln->task_ns + total_ns) / 4 : total_ns;
+}
+
+/* Run `j`; simulations that a worker ran stay in the lane to end. */
 static void run_job(lane *ln, job *j)
 {
     local *l = ln->l;
-    wx__meanwhile mw = {meanwhile, ln};
 
     if (l->cancel && *l->cancel) {
         complete_ran(ln);
@@ -212,14 +290,12 @@ static void run_job(lane *ln, job *j)
         complete_ran(ln);
         run_agg(l, j);
     } else {
+        job *js[WX__BATCH_MAX] = {j};
+
         if (!j->begun)
             begin_sim(l, j);
         if (!j->hit) {
-            int slot = !ln->ran_out;
-
-            wx__env_execute(l->env, &j->run, &mw, &ln->out[slot], &j->ret);
-            ln->ran = j; /* the meanwhile completed the one before */
-            ln->ran_out = slot;
+            execute_batch(ln, js, gather_batch(ln, js));
             return;
         }
         complete_ran(ln);

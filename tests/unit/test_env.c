@@ -1451,6 +1451,216 @@ static void test_run_in_steps(void **state)
 }
 
 /*
+ * Begin tasks t[0..n-1] (none cached), execute them as one batch with
+ * the probe as the caller's work, and end them: statuses in rcs.
+ */
+static void run_batch(fx *f, const wx_task *t, size_t n, step_probe *p,
+                      wx_sim_return *r, int *rcs)
+{
+    wx__env_job jobs[WX__BATCH_MAX];
+    const wx__env_job *jp[WX__BATCH_MAX];
+    wx__env_outcome outs[WX__BATCH_MAX];
+    wx_sim_return *rp[WX__BATCH_MAX];
+    wx__meanwhile mw = {probe, p};
+
+    for (size_t i = 0; i < n; i++) {
+        assert_false(wx__env_begin(f->env, &t[i], &jobs[i], &r[i]));
+        jp[i] = &jobs[i];
+        rp[i] = &r[i];
+    }
+    wx__env_execute_batch(f->env, jp, n, &mw, outs, rp);
+    for (size_t i = 0; i < n; i++)
+        rcs[i] = wx__env_end(f->env, &jobs[i], &outs[i], &r[i]);
+}
+
+/* Tasks t[i] = {"bytes": 10, <extra>} with seed 10 + i. */
+static void make_tasks(wx_task *t, size_t n, const char *ref,
+                       const char *extra)
+{
+    for (size_t i = 0; i < n; i++) {
+        char params[128];
+
+        snprintf(params, sizeof(params), "{\"bytes\": 10%s%s}",
+                 extra ? ", " : "", extra ? extra : "");
+        make_task(&t[i], ref, SIM_EP, params, 10 + (int64_t)i, NULL);
+    }
+}
+
+static void release_tasks(wx_task *t, wx_sim_return *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        wx_sim_return_release(&r[i]);
+        wx_task_release(&t[i]);
+    }
+}
+
+/*
+ * A batch runs on one worker, each task its own result, the caller's
+ * work once while the worker is leased; the next begin of each is a hit.
+ */
+static void test_batch_on_one_worker(void **state)
+{
+    fx *f = *state;
+    char ref[WX_DIGEST_LEN + 1];
+    step_probe p = {.f = f};
+    wx_task t[6];
+    wx_sim_return r[6];
+    wx__env_job j;
+    int rcs[6];
+
+    fx_fake_bundle(f, ref, NULL);
+    fx_env(f);
+    make_tasks(t, 6, ref, NULL);
+    run_batch(f, t, 6, &p, r, rcs);
+    assert_int_equal(p.calls, 1);
+    assert_int_equal(p.busy, 1);
+    for (size_t i = 0; i < 6; i++) {
+        assert_int_equal(rcs[i], 0);
+        check_pattern(output_named(&r[i], "out")->art.data, 10,
+                      10 + (int64_t)i);
+        assert_int_equal(metric(&r[i], "attempts"), 1);
+        wx_sim_return_release(&r[i]);
+        assert_true(wx__env_begin(f->env, &t[i], &j, &r[i]));
+    }
+    assert_int_equal(health_int(f, "workers", "spawned"), 1);
+    release_tasks(t, r, 6);
+}
+
+/*
+ * The worker crashes on the third task of five: that task is retried
+ * (its second attempt), the two after it, which it never reached, run
+ * on a new worker as their first; with no retries the third one fails.
+ */
+static void test_batch_worker_crash(void **state)
+{
+    fx *f = *state;
+    char ref[WX_DIGEST_LEN + 1];
+    step_probe p = {.f = f};
+    wx_task t[5];
+    wx_sim_return r[5];
+    int rcs[5];
+    char once[4300];
+
+    for (int retries = 1; retries >= 0; retries--) {
+        fx_close_env(f);
+        fx_set(f, WX_CONF_MAX_RETRIES, retries ? "1" : "0");
+        snprintf(once, sizeof(once), "%s-%d", f->once, retries);
+        fx_fake_bundle(f, ref, "--crash-at", "3", "--once-file", once, NULL);
+        fx_env(f);
+        make_tasks(t, 5, ref, NULL);
+        run_batch(f, t, 5, &p, r, rcs);
+        for (size_t i = 0; i < 5; i++) {
+            bool crashed = i == 2;
+
+            assert_int_equal(rcs[i], crashed && !retries ? WX_ECRASHED : 0);
+            assert_int_equal(metric(&r[i], "attempts"),
+                             crashed && retries ? 2 : 1);
+            if (!rcs[i])
+                check_pattern(output_named(&r[i], "out")->art.data, 10,
+                              10 + (int64_t)i);
+        }
+        assert_int_equal(health_int(f, "workers", "crashed"), 1);
+        assert_int_equal(health_int(f, "workers", "spawned"), 2);
+        release_tasks(t, r, 5);
+    }
+}
+
+/* A worker takes no more of a batch than max_tasks_per_worker allows. */
+static void test_batch_within_max_tasks_per_worker(void **state)
+{
+    fx *f = *state;
+    char ref[WX_DIGEST_LEN + 1];
+    step_probe p = {.f = f};
+    wx_task t[5];
+    wx_sim_return r[5];
+    int rcs[5];
+
+    fx_set(f, WX_CONF_MAX_TASKS_PER_WORKER, "2");
+    fx_fake_bundle(f, ref, NULL);
+    fx_env(f);
+    make_tasks(t, 5, ref, NULL);
+    run_batch(f, t, 5, &p, r, rcs);
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(rcs[i], 0);
+        check_pattern(output_named(&r[i], "out")->art.data, 10,
+                      10 + (int64_t)i);
+    }
+    /* 2 + 2 + 1 tasks. */
+    assert_int_equal(health_int(f, "workers", "spawned"), 3);
+    release_tasks(t, r, 5);
+}
+
+/*
+ * Each task of a batch has task_timeout from the reply before it: two of
+ * 1.3 s each pass a 2 s timeout, the one that hangs times out alone, and
+ * the task after it runs on a new worker.
+ */
+static void test_batch_timeout(void **state)
+{
+    fx *f = *state;
+    char ref[WX_DIGEST_LEN + 1];
+    step_probe p = {.f = f};
+    wx_task t[4];
+    wx_sim_return r[4];
+    int rcs[4];
+
+    fx_set(f, WX_CONF_TASK_TIMEOUT, "2");
+    fx_set(f, WX_CONF_MAX_RETRIES, "0");
+    fx_fake_bundle(f, ref, NULL);
+    fx_env(f);
+    make_tasks(t, 2, ref, "\"sleep_ms\": 1300");
+    make_task(&t[2], ref, SIM_EP, "{\"sleep_ms\": 10000}", 12, NULL);
+    make_task(&t[3], ref, SIM_EP, "{\"bytes\": 10}", 13, NULL);
+    run_batch(f, t, 4, &p, r, rcs);
+    assert_int_equal(rcs[0], 0);
+    assert_int_equal(rcs[1], 0);
+    assert_int_equal(rcs[2], WX_ETIMEDOUT);
+    assert_string_equal(r[2].error->error_type, "Timeout");
+    assert_int_equal(rcs[3], 0);
+    check_pattern(output_named(&r[3], "out")->art.data, 10, 13);
+    assert_int_equal(metric(&r[3], "attempts"), 1);
+    assert_int_equal(health_int(f, "workers", "spawned"), 2);
+    release_tasks(t, r, 4);
+}
+
+/*
+ * Requests after the first that would not fit in the batch's 16 KiB go
+ * alone after it: sent at once, these 7 of 160 KB would fill even a
+ * 1 MiB pipe while the worker waits for its first 1.3 MB reply to be
+ * read.
+ */
+static void test_batch_big_requests(void **state)
+{
+    fx *f = *state;
+    char ref[WX_DIGEST_LEN + 1];
+    step_probe p = {.f = f};
+    wx_task t[8];
+    wx_sim_return r[8];
+    int rcs[8];
+    char *params = wx__malloc(170000);
+    size_t head;
+
+    fx_set(f, WX_CONF_TASK_TIMEOUT, "5");
+    fx_fake_bundle(f, ref, NULL);
+    fx_env(f);
+    strcpy(params, "{\"bytes\": 1200000, \"payload\": \"");
+    head = strlen(params);
+    memset(params + head, 'x', 160000);
+    strcpy(params + head + 160000, "\"}");
+    for (size_t i = 0; i < 8; i++)
+        make_task(&t[i], ref, SIM_EP, params, 10 + (int64_t)i, NULL);
+    run_batch(f, t, 8, &p, r, rcs);
+    for (size_t i = 0; i < 8; i++) {
+        assert_int_equal(rcs[i], 0);
+        assert_int_equal(output_named(&r[i], "payload")->art.size, 160000);
+        assert_int_equal(output_named(&r[i], "out")->art.size, 1200000);
+        assert_int_equal(metric(&r[i], "attempts"), 1);
+    }
+    wx_free(params);
+    release_tasks(t, r, 8);
+}
+
+/*
  * An output of more than 1 MiB goes to the filesystem CAS while it
  * arrives (warmexec/1) or after it is decoded (compat): the same object,
  * intact, named by its SHA-256, and no temporary file is left behind.
@@ -2679,6 +2889,11 @@ int main(void)
         T(test_run_cache_object_corrupt),
         T(test_run_big_output_stored),
         T(test_run_in_steps),
+        M(test_batch_on_one_worker),
+        M(test_batch_worker_crash),
+        M(test_batch_within_max_tasks_per_worker),
+        M(test_batch_timeout),
+        M(test_batch_big_requests),
         T(test_run_many_big_outputs),
         M(test_run_model_error),
         M(test_run_error_details_in_cas),

@@ -577,10 +577,11 @@ static int attempt(wx_env *env, const wx__resolved *b, const wx_task *task,
 
     if (!rc) {
         deadline = wx__pool_task_deadline(env->pool);
-        rc = wx__pool_send_execute(env->pool, w, task->entrypoint,
-                                   task->params, task->seed, NULL, &id,
-                                   fault, err);
+        rc = wx__pool_queue_execute(w, task->entrypoint, task->params,
+                                    task->seed, NULL, &id, err);
     }
+    if (!rc)
+        rc = wx__pool_flush(env->pool, w, fault, err);
     if (!rc) {
         compute_ids(&ids); /* while the worker runs the task */
         rc = take_reply(env, w, task, id, deadline, &ids, ret, fault, err);
@@ -821,39 +822,35 @@ static void batch_meanwhile(void *ctx)
 }
 
 /*
- * Send the batch's requests: as many as the worker may take and, after
- * the first, as fit in BATCH_ROOM.  A failure after the first stops
- * there (the first one's reply tells what became of the worker).
+ * Send the batch's requests in one write: as many as the worker may take
+ * and, after the first, as fit in BATCH_ROOM.  The first one's failure
+ * to go out is its attempt's.
  */
 static void send_batch(wx_env *env, wx__worker *w, batch *bt,
                        wx__env_outcome *outs)
 {
     size_t room = BATCH_ROOM;
     int64_t left = wx__worker_tasks_left(env->pool, w);
+    int rc = 0;
 
     for (; bt->sent < bt->n && (int64_t)bt->sent < left; bt->sent++) {
         const wx_task *t = bt->jobs[bt->sent]->task;
-        wx_fault fault = {0};
         wx_error err = WX_ERROR_INIT;
-        int rc;
 
-        if (bt->sent == 0) {
-            rc = wx__pool_send_execute(env->pool, w, t->entrypoint, t->params,
-                                       t->seed, NULL, &bt->ids[0],
-                                       &outs[0].fault, &outs[0].err);
-            outs[0].rc = rc;
-            outs[0].attempts = 1;
-        } else {
-            rc = wx__pool_send_execute(env->pool, w, t->entrypoint, t->params,
-                                       t->seed, &room, &bt->ids[bt->sent],
-                                       &fault, &err);
-            wx_fault_release(&fault);
-        }
-        if (rc) {
-            bt->sent += bt->sent == 0; /* the first one failed as sent */
-            return;
-        }
+        rc = wx__pool_queue_execute(w, t->entrypoint, t->params, t->seed,
+                                    bt->sent ? &room : NULL,
+                                    &bt->ids[bt->sent],
+                                    bt->sent ? &err : &outs[0].err);
+        if (rc)
+            break;
     }
+    outs[0].attempts = 1;
+    if (bt->sent == 0) {
+        outs[0].rc = rc;
+        bt->sent = 1;
+        return;
+    }
+    outs[0].rc = wx__pool_flush(env->pool, w, &outs[0].fault, &outs[0].err);
 }
 
 /*

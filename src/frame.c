@@ -609,6 +609,30 @@ static int splice_all(int fd, struct iovec *iov, size_t n, int64_t deadline,
     return 0;
 }
 
+int wx__frame_append(wx_buf *out, const char *body, size_t len,
+                     wx_error *err)
+{
+    char header[64];
+    size_t used = 0;
+    int rc = format_header(header, sizeof(header), len, NULL, 0, &used, err);
+
+    if (!rc)
+        rc = wx_buf_reserve(out, used + len, err);
+    if (!rc) {
+        wx_buf_append(out, header, used, NULL);
+        wx_buf_append(out, body, len, NULL);
+    }
+    return rc;
+}
+
+int wx__frame_write_framed(int fd, const char *data, size_t len,
+                           int64_t deadline, wx_error *err)
+{
+    struct iovec iov = {(void *)data, len};
+
+    return write_all(fd, &iov, 1, deadline, err);
+}
+
 int wx__frame_write(int fd, const char *body, size_t len,
                     const struct iovec *att, size_t n_att, int64_t deadline,
                     wx_error *err)

@@ -111,6 +111,16 @@ int wx__frame_read(wx__frame_reader *r, wx__frame *f, int64_t deadline,
 void wx__frame_sigpipe_ignored(void);
 
 /*
+ * Frames written together, one write for many: wx__frame_append() adds
+ * the frame of `body` (no attachments) to `out`; wx__frame_write_framed()
+ * writes `len` bytes of such frames.  Errors as wx__frame_write().
+ */
+int wx__frame_append(wx_buf *out, const char *body, size_t len,
+                     wx_error *err);
+int wx__frame_write_framed(int fd, const char *data, size_t len,
+                           int64_t deadline, wx_error *err);
+
+/*
  * Declare that attachments written by this process are never modified
  * after wx__frame_write() returns until the reader has consumed them
  * (true of a runner, which reuses a buffer only for the next request):

@@ -684,14 +684,12 @@ int wx__pool_lease(wx_pool *p, const wx_worker_spec *spec, wx__worker **out,
 /* A call's request is out, or it failed (the worker is then failed). */
 static int pool_send(wx_pool *p, wx__worker *w, const char *method,
                      const wx__rpc_params *params, const struct iovec *att,
-                     size_t n_att, size_t *room, int64_t deadline,
-                     int64_t *id, wx_fault *fault, wx_error *err)
+                     size_t n_att, int64_t deadline, int64_t *id,
+                     wx_fault *fault, wx_error *err)
 {
-    int rc = wx__rpc_send(&w->conn, method, params, att, n_att, room,
-                          deadline, id, err);
+    int rc = wx__rpc_send(&w->conn, method, params, att, n_att, deadline, id,
+                          err);
 
-    if (rc == WX_ETOOBIG && room)
-        return rc; /* nothing written: the worker is fine */
     if (rc)
         fail_worker(p, w, rc, fault, err);
     else
@@ -733,8 +731,8 @@ static int pool_call(wx_pool *p, wx__worker *w, const char *method,
                      wx_error *err)
 {
     int64_t deadline = wx__deadline_after(p->o.task_timeout), id;
-    int rc = pool_send(p, w, method, params, att, n_att, NULL, deadline, &id,
-                       fault, err);
+    int rc = pool_send(p, w, method, params, att, n_att, deadline, &id, fault,
+                       err);
 
     *result = NULL;
     return rc ? rc : pool_receive(p, w, id, deadline, result, fault, err);
@@ -1026,18 +1024,28 @@ int64_t wx__worker_tasks_left(const wx_pool *p, const wx__worker *w)
     return WX_MAX(0, p->o.max_tasks_per_worker - w->calls);
 }
 
-int wx__pool_send_execute(wx_pool *p, wx__worker *w, const char *entrypoint,
-                          const json_t *params, int64_t seed, size_t *room,
-                          int64_t *id, wx_fault *fault, wx_error *err)
+int wx__pool_queue_execute(wx__worker *w, const char *entrypoint,
+                           const json_t *params, int64_t seed, size_t *room,
+                           int64_t *id, wx_error *err)
 {
     json_t *call = wx__wire_execute_params(entrypoint, params, seed);
     int rc;
 
     if (!call)
         return wx_error_set(err, WX_EINVAL, "execute params are not valid");
-    rc = pool_send(p, w, "execute", &(wx__rpc_params){.json = call}, NULL, 0,
-                   room, wx__pool_task_deadline(p), id, fault, err);
+    rc = wx__rpc_queue(&w->conn, "execute", &(wx__rpc_params){.json = call},
+                       room, id, err);
     json_decref(call);
+    w->calls += rc == 0;
+    return rc;
+}
+
+int wx__pool_flush(wx_pool *p, wx__worker *w, wx_fault *fault, wx_error *err)
+{
+    int rc = wx__rpc_flush(&w->conn, wx__pool_task_deadline(p), err);
+
+    if (rc)
+        fail_worker(p, w, rc, fault, err);
     return rc;
 }
 
@@ -1071,8 +1079,10 @@ int wx_pool_execute(wx_pool *p, const wx_worker_spec *spec,
     int rc = wx__pool_lease(p, spec, &w, fault, err);
 
     if (!rc)
-        rc = wx__pool_send_execute(p, w, entrypoint, params, seed, NULL, &id,
-                                   fault, err);
+        rc = wx__pool_queue_execute(w, entrypoint, params, seed, NULL, &id,
+                                    err);
+    if (!rc)
+        rc = wx__pool_flush(p, w, fault, err);
     if (!rc)
         rc = wx__pool_receive_execute(p, w, id, deadline, NULL, &raw,
                                       &result, fault, err);

@@ -46,19 +46,21 @@ void wx__pool_fail(wx_pool *p, wx__worker *w, int rc, wx_fault *fault,
 
 /*
  * Execute requests in flight on a leased worker, answered in order.
- * wx__pool_send_execute() writes one and gives its id; `room` (may be
- * NULL) as for wx__rpc_send(): a request that does not fit is
- * WX_ETOOBIG, nothing is sent and the worker is fine.
+ * wx__pool_queue_execute() frames one (nothing is written yet) and gives
+ * its id; `room` (may be NULL) as for wx__rpc_queue(): a request that
+ * does not fit is WX_ETOOBIG and is not queued.  wx__pool_flush() writes
+ * the queued requests at once (the worker wakes once for all of them).
  * wx__pool_receive_execute() waits until `deadline` for the reply to
  * `id`, `sink` (may be NULL) hearing about its attachments; `*raw` (the
  * worker's: its outputs point into the reply) and `*result` (the caller's
- * reference) are valid until the next receive or the release.  Failures
- * fail the worker as wx__pool_call() does, and the replies still owed
- * are lost with it.
+ * reference) are valid until the next receive or the release.  A failure
+ * to write or read fails the worker as wx__pool_call() does, and the
+ * replies still owed are lost with it.
  */
-int wx__pool_send_execute(wx_pool *p, wx__worker *w, const char *entrypoint,
-                          const json_t *params, int64_t seed, size_t *room,
-                          int64_t *id, wx_fault *fault, wx_error *err);
+int wx__pool_queue_execute(wx__worker *w, const char *entrypoint,
+                           const json_t *params, int64_t seed, size_t *room,
+                           int64_t *id, wx_error *err);
+int wx__pool_flush(wx_pool *p, wx__worker *w, wx_fault *fault, wx_error *err);
 int wx__pool_receive_execute(wx_pool *p, wx__worker *w, int64_t id,
                              int64_t deadline, const wx__frame_sink *sink,
                              const wx__outputs **raw, json_t **result,

@@ -20,6 +20,7 @@ int wx__rpc_conn_init(wx__rpc_conn *c, int to_fd, int from_fd,
     c->next_id = 1;
     wx__frame_init(&c->frame, max_frame);
     wx_buf_init(&c->out, max_frame);
+    wx_buf_init(&c->queued, SIZE_MAX - 1);
     return wx__frame_reader_init(&c->reader, from_fd, max_frame, err);
 }
 
@@ -28,6 +29,7 @@ void wx__rpc_conn_release(wx__rpc_conn *c)
     wx__frame_reader_release(&c->reader);
     wx__frame_release(&c->frame);
     wx_buf_release(&c->out);
+    wx_buf_release(&c->queued);
 }
 
 /* {"jsonrpc":"2.0","id":N,"method":M,"params":P}, as the original writes. */
@@ -136,8 +138,20 @@ int wx__rpc_parse_reply(const char *body, size_t len, int64_t id,
 
 int wx__rpc_send(wx__rpc_conn *c, const char *method,
                  const wx__rpc_params *params, const struct iovec *att,
-                 size_t n_att, size_t *room, int64_t deadline, int64_t *id,
-                 wx_error *err)
+                 size_t n_att, int64_t deadline, int64_t *id, wx_error *err)
+{
+    int rc = format_request(&c->out, c->next_id, method, params, err);
+
+    if (!rc)
+        rc = wx__frame_write(c->to_fd, c->out.data, c->out.len, att, n_att,
+                             deadline, err);
+    *id = c->next_id++;
+    return rc;
+}
+
+int wx__rpc_queue(wx__rpc_conn *c, const char *method,
+                  const wx__rpc_params *params, size_t *room, int64_t *id,
+                  wx_error *err)
 {
     int rc = format_request(&c->out, c->next_id, method, params, err);
 
@@ -145,11 +159,21 @@ int wx__rpc_send(wx__rpc_conn *c, const char *method,
         return wx_error_set(err, WX_ETOOBIG, "a request of %zu bytes",
                             c->out.len);
     if (!rc)
-        rc = wx__frame_write(c->to_fd, c->out.data, c->out.len, att, n_att,
-                             deadline, err);
-    if (!rc && room)
+        rc = wx__frame_append(&c->queued, c->out.data, c->out.len, err);
+    if (rc)
+        return rc;
+    if (room)
         *room -= c->out.len;
     *id = c->next_id++;
+    return 0;
+}
+
+int wx__rpc_flush(wx__rpc_conn *c, int64_t deadline, wx_error *err)
+{
+    int rc = wx__frame_write_framed(c->to_fd, c->queued.data, c->queued.len,
+                                    deadline, err);
+
+    wx_buf_reset(&c->queued);
     return rc;
 }
 
@@ -172,7 +196,7 @@ int wx__rpc_call(wx__rpc_conn *c, const char *method, const json_t *params,
 {
     int64_t id;
     int rc = wx__rpc_send(c, method, &(wx__rpc_params){.json = params}, att,
-                          n_att, NULL, deadline, &id, err);
+                          n_att, deadline, &id, err);
 
     *result = NULL;
     return rc ? rc : wx__rpc_receive(c, id, deadline, result, err);

@@ -36,6 +36,7 @@ typedef struct wx__rpc_conn {
     wx__frame_reader reader; /* replies are read from here */
     wx__frame frame;         /* the last reply */
     wx_buf out;              /* scratch for request bodies */
+    wx_buf queued;           /* framed requests not written yet */
     int64_t next_id;
 } wx__rpc_conn;
 
@@ -80,19 +81,28 @@ typedef struct wx__rpc_params {
 } wx__rpc_params;
 
 /*
- * The two halves of wx__rpc_call, for several requests in flight on one
- * connection (answered in order).  wx__rpc_send() writes a request and
- * gives its id; with `room` (may be NULL), a body longer than *room bytes
- * is WX_ETOOBIG and nothing is written, and a body sent is taken from
- * *room.  wx__rpc_receive() waits until `deadline` for the next reply,
- * which must answer `id`.  Failures as wx__rpc_call().
+ * The two halves of wx__rpc_call: wx__rpc_send() writes a request and
+ * gives its id; wx__rpc_receive() waits until `deadline` for the next
+ * reply, which must answer `id`.  Failures as wx__rpc_call().
  */
 int wx__rpc_send(wx__rpc_conn *c, const char *method,
                  const wx__rpc_params *params, const struct iovec *att,
-                 size_t n_att, size_t *room, int64_t deadline, int64_t *id,
-                 wx_error *err);
+                 size_t n_att, int64_t deadline, int64_t *id, wx_error *err);
 int wx__rpc_receive(wx__rpc_conn *c, int64_t id, int64_t deadline,
                     json_t **result, wx_error *err);
+
+/*
+ * Several requests in flight, written at once (their replies come in
+ * order, each read with wx__rpc_receive()).  wx__rpc_queue() frames a
+ * request without attachments and gives its id; with `room` (may be
+ * NULL) a body longer than *room bytes is WX_ETOOBIG (nothing queued)
+ * and a body queued is taken from *room.  wx__rpc_flush() writes what is
+ * queued, by `deadline`.
+ */
+int wx__rpc_queue(wx__rpc_conn *c, const char *method,
+                  const wx__rpc_params *params, size_t *room, int64_t *id,
+                  wx_error *err);
+int wx__rpc_flush(wx__rpc_conn *c, int64_t deadline, wx_error *err);
 
 /*
  * Check a reply body for request `id` (the pure part of wx__rpc_call,

@@ -633,6 +633,76 @@ static void test_request_bytes_match_the_original(void **state)
     close(rep[1]);
 }
 
+/*
+ * Queued requests go out in one write, byte for byte as sent one by one;
+ * one that does not fit the room is refused without taking an id, and
+ * the replies are read in order.
+ */
+static void test_queued_requests(void **state)
+{
+    json_t *vec = json_object_get(tu_vectors(), "jsonrpc_parent_frames");
+    const char *stream = json_string_value(json_object_get(vec,
+                                                           "stream_utf8"));
+    static wx__frame_header h;
+    size_t used, first, second, room;
+    int req[2], rep[2];
+    int64_t ids[2];
+    wx__rpc_conn c;
+    wx_error err = WX_ERROR_INIT;
+    json_t *result = NULL, *empty = json_object(), *params, *exec;
+    char got[2048];
+
+    assert_ok(wx__frame_parse_header(stream, strlen(stream), 1u << 20, &h,
+                                     &used, &err),
+              &err);
+    first = used + h.content_length;
+    assert_ok(wx__frame_parse_header(stream + first, strlen(stream) - first,
+                                     1u << 20, &h, &used, &err),
+              &err);
+    second = used + h.content_length;
+    assert_int_equal(pipe2(req, O_CLOEXEC | O_NONBLOCK), 0);
+    assert_int_equal(pipe2(rep, O_CLOEXEC | O_NONBLOCK), 0);
+    assert_ok(wx__rpc_conn_init(&c, req[1], rep[0], 1u << 20, &err), &err);
+    params = tu_json("{\"alpha\": 1.0, \"name\": \"caf\xc3\xa9\"}");
+    exec = wx__wire_execute_params("simulations.test/baseline", params, 42);
+    room = h.content_length; /* the execute body fits exactly */
+    assert_ok(wx__rpc_queue(&c, "ready", &(wx__rpc_params){.json = empty},
+                            NULL, &ids[0], &err),
+              &err);
+    assert_fails(wx__rpc_queue(&c, "execute", &(wx__rpc_params){.json = exec},
+                               &(size_t){room - 1}, &ids[1], &err),
+                 WX_ETOOBIG, &err, "request");
+    assert_ok(wx__rpc_queue(&c, "execute", &(wx__rpc_params){.json = exec},
+                            &room, &ids[1], &err),
+              &err);
+    assert_int_equal(room, 0);
+    assert_false(readable(req[0])); /* nothing written yet */
+    assert_ok(wx__rpc_flush(&c, wx__deadline_after(5), &err), &err);
+    assert_int_equal(read(req[0], got, sizeof(got)),
+                     (ssize_t)(first + second));
+    assert_memory_equal(got, stream, first + second);
+    assert_int_equal(ids[0], 1);
+    assert_int_equal(ids[1], 2);
+
+    write_frame_text(rep[1], "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":1}");
+    write_frame_text(rep[1], "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":2}");
+    for (int i = 0; i < 2; i++) {
+        assert_ok(wx__rpc_receive(&c, ids[i], wx__deadline_after(5), &result,
+                                  &err),
+                  &err);
+        assert_int_equal(json_integer_value(result), i + 1);
+        json_decref(result);
+    }
+    wx__rpc_conn_release(&c);
+    json_decref(exec);
+    json_decref(params);
+    json_decref(empty);
+    close(req[0]);
+    close(req[1]);
+    close(rep[0]);
+    close(rep[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -651,6 +721,7 @@ int main(void)
         cmocka_unit_test(test_client_failures),
         cmocka_unit_test(test_parse_reply),
         cmocka_unit_test(test_request_bytes_match_the_original),
+        cmocka_unit_test(test_queued_requests),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

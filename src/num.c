@@ -117,6 +117,22 @@ static int shortest_digits(double v, char digits[24], int *exp10)
     char buf[48];
     int n;
 
+    /* Below 2^53 an integral value is exact, and so are its neighbours:
+       its own digits are the shortest (counts, sizes, losses of 1.0). */
+    if (v < 0x1p53 && v == floor(v)) {
+        uint64_t u = (uint64_t)v;
+        int k = 0;
+
+        do {
+            buf[k++] = (char)('0' + u % 10);
+            u /= 10;
+        } while (u);
+        for (n = 0; n < k; n++)
+            digits[n] = buf[k - 1 - n];
+        digits[n] = '\0';
+        *exp10 = n - 1;
+        return strip_zeros(digits, n);
+    }
     if (v >= DBL_MIN) {
         format_e(v, 15, buf, sizeof(buf));
         n = split_e(buf, digits, exp10);

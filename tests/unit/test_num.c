@@ -233,6 +233,22 @@ static void test_repr_round_trips_random_doubles(void **state)
     }
 }
 
+static void test_repr_of_integral_values(void **state)
+{
+    uint64_t seed = 0x9e3779b97f4a7c15u;
+
+    /* Up to 2^53 every integer is a double: its repr is its digits. */
+    for (int i = 0; i < 20000; i++) {
+        char out[WX_FLOAT_REPR_MAX], expected[32];
+        uint64_t u;
+
+        seed = seed * 6364136223846793005u + 1442695040888963407u;
+        u = (seed >> 11) >> (seed % 53); /* all magnitudes below 2^53 */
+        snprintf(expected, sizeof(expected), "%" PRIu64 ".0", u);
+        assert_string_equal(repr((double)u, out), expected);
+    }
+}
+
 static void test_repr_is_shortest_and_nearest(void **state)
 {
     uint64_t seed = 0xda3e39cb94b95bdbu;
@@ -390,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_repr_known_values),
         cmocka_unit_test(test_repr_of_nan_and_infinity_is_empty),
         cmocka_unit_test(test_repr_round_trips_random_doubles),
+        cmocka_unit_test(test_repr_of_integral_values),
         cmocka_unit_test(test_repr_is_shortest_and_nearest),
         cmocka_unit_test(test_repr_layout_follows_python),
         cmocka_unit_test(test_parse_int64_accepts_full_range),

@@ -516,6 +516,28 @@ static void run_extra(const wx__meanwhile **extra)
     mw->fn(mw->ctx);
 }
 
+/* The error buffers (1 KiB each) are only cleared, not zeroed: these
+   are set up for every task. */
+static void ids_init(ids_job *j, const wx_task *task, const char *sim_root,
+                     const wx__meanwhile **extra)
+{
+    j->task = task;
+    j->sim_root = sim_root;
+    j->extra = extra;
+    j->done = false;
+    j->rc = 0;
+    wx__error_clear(&j->err);
+}
+
+static void outcome_init(wx__env_outcome *o)
+{
+    o->rc = 0;
+    o->attempts = 0;
+    o->start_ns = o->end_ns = 0;
+    o->fault = (wx_fault){0};
+    wx__error_clear(&o->err);
+}
+
 static void compute_ids(void *ctx)
 {
     ids_job *j = ctx;
@@ -569,12 +591,12 @@ static int attempt(wx_env *env, const wx__resolved *b, const wx_task *task,
                    const char *sim_root, const wx__meanwhile **extra,
                    wx_sim_return *ret, wx_fault *fault, wx_error *err)
 {
-    ids_job ids = {.task = task, .sim_root = sim_root, .extra = extra,
-                   .err = WX_ERROR_INIT};
+    ids_job ids;
     wx__worker *w = NULL;
     int64_t deadline = 0, id;
     int rc = wx__pool_lease(env->pool, &b->runner.spec, &w, fault, err);
 
+    ids_init(&ids, task, sim_root, extra);
     if (!rc) {
         deadline = wx__pool_task_deadline(env->pool);
         rc = wx__pool_queue_execute(w, task->entrypoint, task->params,
@@ -773,10 +795,10 @@ static void execute_alone(wx_env *env, const wx__env_job *j,
     const wx__resolved *b = NULL;
 
     wx_fault_release(&out->fault);
+    outcome_init(out);
     /* A task begun ahead may have waited in a queue since: its duration
        is its execution's. */
-    *out = (wx__env_outcome){.start_ns = wx__now_ns(),
-                             .err = WX_ERROR_INIT};
+    out->start_ns = wx__now_ns();
     out->rc = known_bundle_of(env, j->task->bundle_ref, &b, &out->err);
     if (!out->rc)
         out->rc = run_attempts(env, b, j->task,
@@ -789,7 +811,7 @@ void wx__env_execute(wx_env *env, const wx__env_job *j,
                      const wx__meanwhile *mw, wx__env_outcome *out,
                      wx_sim_return *ret)
 {
-    *out = (wx__env_outcome){.err = WX_ERROR_INIT};
+    outcome_init(out);
     execute_alone(env, j, &mw, out, ret);
     run_extra(&mw); /* no worker ran the task: the caller's work now */
 }
@@ -835,12 +857,12 @@ static void send_batch(wx_env *env, wx__worker *w, batch *bt,
 
     for (; bt->sent < bt->n && (int64_t)bt->sent < left; bt->sent++) {
         const wx_task *t = bt->jobs[bt->sent]->task;
-        wx_error err = WX_ERROR_INIT;
 
+        /* A request after the first that cannot go (too big, say) runs
+           alone later: its error is not kept. */
         rc = wx__pool_queue_execute(w, t->entrypoint, t->params, t->seed,
                                     bt->sent ? &room : NULL,
-                                    &bt->ids[bt->sent],
-                                    bt->sent ? &err : &outs[0].err);
+                                    &bt->ids[bt->sent], &outs[bt->sent].err);
         if (rc)
             break;
     }
@@ -884,7 +906,7 @@ void wx__env_execute_batch(wx_env *env, const wx__env_job *const *jobs,
                            size_t n, const wx__meanwhile *mw,
                            wx__env_outcome *outs, wx_sim_return *const *rets)
 {
-    batch bt = {.jobs = jobs, .n = n, .extra = mw};
+    batch bt; /* not zeroed: 9 KiB, of which only n entries are used */
     wx__meanwhile during = {batch_meanwhile, &bt};
     const wx__resolved *b = NULL;
     wx__worker *w = NULL;
@@ -893,12 +915,14 @@ void wx__env_execute_batch(wx_env *env, const wx__env_job *const *jobs,
 
     if (n == 0 || n > WX__BATCH_MAX)
         WX_BUG("a batch of no task or more than WX__BATCH_MAX");
+    bt.jobs = jobs;
+    bt.n = n;
+    bt.sent = 0;
+    bt.extra = mw;
     for (size_t i = 0; i < n; i++) {
-        outs[i] = (wx__env_outcome){.err = WX_ERROR_INIT};
-        bt.task_ids[i] = (ids_job){
-            .task = jobs[i]->task,
-            .sim_root = jobs[i]->known ? jobs[i]->sim_root : NULL,
-            .err = WX_ERROR_INIT};
+        outcome_init(&outs[i]);
+        ids_init(&bt.task_ids[i], jobs[i]->task,
+                 jobs[i]->known ? jobs[i]->sim_root : NULL, NULL);
     }
     outs[0].start_ns = wx__now_ns();
     if (known_bundle_of(env, jobs[0]->task->bundle_ref, &b, &outs[0].err) ==

@@ -103,6 +103,13 @@ int wx_error_prefix(wx_error *err, int rc, const char *fmt, ...)
     return rc;
 }
 
+void wx__error_clear(wx_error *err)
+{
+    err->code = 0;
+    err->sys_errno = 0;
+    err->message[0] = '\0';
+}
+
 void wx__bug(const char *file, int line, const char *msg)
 {
     /* The one place the library writes to stderr: a broken invariant. */

@@ -23,6 +23,9 @@
 #define WX_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define WX_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/* Clear an error without zeroing its message buffer (set per task). */
+void wx__error_clear(wx_error *err);
+
 /* Abort with file:line for a broken invariant (a bug in warmexec). */
 #define WX_BUG(msg) wx__bug(__FILE__, __LINE__, (msg))
 void wx__bug(const char *file, int line, const char *msg)

@@ -834,10 +834,8 @@ typedef struct batch {
 
 /* While the worker runs the batch: the ids of its tasks, then the
    caller's work. */
-static void batch_meanwhile(void *ctx)
+static void batch_meanwhile(batch *bt)
 {
-    batch *bt = ctx;
-
     for (size_t i = 0; i < bt->sent; i++)
         compute_ids(&bt->task_ids[i]);
     run_extra(&bt->extra);
@@ -907,7 +905,6 @@ void wx__env_execute_batch(wx_env *env, const wx__env_job *const *jobs,
                            wx__env_outcome *outs, wx_sim_return *const *rets)
 {
     batch bt; /* not zeroed: 9 KiB, of which only n entries are used */
-    wx__meanwhile during = {batch_meanwhile, &bt};
     const wx__resolved *b = NULL;
     wx__worker *w = NULL;
     int64_t deadline = 0;
@@ -932,7 +929,7 @@ void wx__env_execute_batch(wx_env *env, const wx__env_job *const *jobs,
         deadline = wx__pool_task_deadline(env->pool);
         send_batch(env, w, &bt, outs);
         if (bt.sent)
-            during.fn(during.ctx);
+            batch_meanwhile(&bt);
         receive_batch(env, w, &bt, deadline, outs, rets, &ran);
         wx__pool_release(env->pool, w);
     }

@@ -53,6 +53,7 @@ struct wx__worker {
     wx__rpc_conn conn;
     bool conn_ready;
     wx__outputs raw; /* the last execute's outputs; buffers reused */
+    wx_buf call;     /* the text of execute params; reused */
     char scratch[PATH_MAX];
     char log_path[PATH_MAX];
 };
@@ -329,6 +330,7 @@ static void free_worker(wx__worker *w)
     if (w->conn_ready)
         wx__rpc_conn_release(&w->conn);
     wx__outputs_release(&w->raw);
+    wx_buf_release(&w->call);
     wx__proc_close_fds(&w->proc);
     wx_free(w->key);
     wx_free(w);
@@ -596,6 +598,7 @@ static wx__worker *new_worker(wx_pool *p, const char *key)
     }
     snprintf(w->id, sizeof(w->id), "w%06" PRIu64, ++p->seq);
     wx__outputs_init(&w->raw, p->o.max_frame_bytes);
+    wx_buf_init(&w->call, p->o.max_frame_bytes);
     w->state = W_STARTING;
     w->proc.in_fd = w->proc.out_fd = -1;
     w->started_ms = wx__now_ms();
@@ -1028,14 +1031,15 @@ int wx__pool_queue_execute(wx__worker *w, const char *entrypoint,
                            const json_t *params, int64_t seed, size_t *room,
                            int64_t *id, wx_error *err)
 {
-    json_t *call = wx__wire_execute_params(entrypoint, params, seed);
-    int rc;
+    int rc = wx__wire_execute_params(&w->call, entrypoint, params, seed,
+                                     err);
 
-    if (!call)
-        return wx_error_set(err, WX_EINVAL, "execute params are not valid");
-    rc = wx__rpc_queue(&w->conn, "execute", &(wx__rpc_params){.json = call},
+    if (rc)
+        return wx_error_prefix(err, rc, "execute params are not valid");
+    rc = wx__rpc_queue(&w->conn, "execute",
+                       &(wx__rpc_params){.text = w->call.data,
+                                         .len = w->call.len},
                        room, id, err);
-    json_decref(call);
     w->calls += rc == 0;
     return rc;
 }
@@ -1094,13 +1098,24 @@ int wx_pool_execute(wx_pool *p, const wx_worker_spec *spec,
     return rc;
 }
 
+/* One attachment per output at most (wire.c), at least one slot. */
+static size_t attachments_needed(const wx_sim_return *sim_returns, size_t n)
+{
+    size_t outputs = 0;
+
+    for (size_t i = 0; i < n; i++)
+        outputs += sim_returns[i].n_outputs;
+    return WX_MAX(1, WX_MIN(outputs, (size_t)WX_FRAME_ATT_MAX));
+}
+
 int wx_pool_aggregate(wx_pool *p, const wx_worker_spec *spec,
                       const char *target_entrypoint,
                       const wx_sim_return *sim_returns, size_t n,
                       const json_t *target_data, wx_agg_return *ret,
                       wx_fault *fault, wx_error *err)
 {
-    struct iovec *att = wx__calloc(WX_FRAME_ATT_MAX, sizeof(*att));
+    struct iovec *att = wx__calloc(attachments_needed(sim_returns, n),
+                                   sizeof(*att));
     wx_buf params = WX_BUF_INIT(SIZE_MAX - 1);
     json_t *result = NULL;
     wx__worker *w = NULL;

@@ -26,11 +26,21 @@ void wx__outputs_release(wx__outputs *o)
     wx_buf_release(&o->decoded);
 }
 
-json_t *wx__wire_execute_params(const char *entrypoint, const json_t *params,
-                                int64_t seed)
+int wx__wire_execute_params(wx_buf *out, const char *entrypoint,
+                            const json_t *params, int64_t seed,
+                            wx_error *err)
 {
-    return json_pack("{s:s,s:O,s:I}", "entrypoint", entrypoint, "params",
-                     params, "seed", (json_int_t)seed);
+    wx__jw w = {out, WX_JSON_ENSURE_ASCII, 0, err};
+
+    wx_buf_reset(out);
+    wx__jw_raw(&w, "{\"entrypoint\":");
+    wx__jw_str(&w, entrypoint);
+    wx__jw_raw(&w, ",\"params\":");
+    wx__jw_value(&w, params);
+    wx__jw_raw(&w, ",\"seed\":");
+    wx__jw_int(&w, seed);
+    wx__jw_raw(&w, "}");
+    return w.rc;
 }
 
 int wx__wire_model_error_code(const char *type)

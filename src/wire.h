@@ -44,9 +44,14 @@ typedef struct wx__outputs {
 void wx__outputs_init(wx__outputs *o, size_t max_bytes);
 void wx__outputs_release(wx__outputs *o);
 
-/* {"entrypoint":E,"params":P,"seed":S}, in the original's key order. */
-json_t *wx__wire_execute_params(const char *entrypoint, const json_t *params,
-                                int64_t seed);
+/*
+ * The text of execute params {"entrypoint":E,"params":P,"seed":S} into
+ * `out` (reset first): the original's key order, compact and ASCII-escaped,
+ * P in its own key order.  A string that is not UTF-8 is WX_EINVAL.
+ */
+int wx__wire_execute_params(wx_buf *out, const char *entrypoint,
+                            const json_t *params, int64_t seed,
+                            wx_error *err);
 
 /*
  * Read an execute result.  An in-band error (a result whose only member
@@ -60,8 +65,9 @@ int wx__wire_read_outputs(const json_t *result, const wx__rpc_conn *conn,
 /*
  * Write aggregate params as JSON text into `out` (reset first).  Every
  * output's bytes must be loaded (WX_EINVAL).  With `attachments`, the
- * bytes travel as attachments listed in `att` (room for WX_FRAME_ATT_MAX;
- * `*n_att` set), else as base64.
+ * bytes travel as attachments listed in `att` (one per output, the
+ * first WX_FRAME_ATT_MAX outputs: room for as many; `*n_att` set), the
+ * rest as base64.
  */
 int wx__wire_aggregate_params(const char *target,
                               const wx_sim_return *sim_returns, size_t n,

@@ -591,6 +591,7 @@ static void test_request_bytes_match_the_original(void **state)
     wx__rpc_conn c;
     wx_error err = WX_ERROR_INIT;
     json_t *result = NULL, *empty = json_object(), *params, *exec;
+    wx_buf text = WX_BUF_INIT(1u << 20);
     char got[1024];
     ssize_t n;
 
@@ -614,8 +615,10 @@ static void test_request_bytes_match_the_original(void **state)
               &err);
     json_decref(result);
     params = tu_json("{\"alpha\": 1.0, \"name\": \"caf\xc3\xa9\"}");
-    exec = wx__wire_execute_params("simulations.test/baseline", params, 42);
-    assert_non_null(exec);
+    assert_ok(wx__wire_execute_params(&text, "simulations.test/baseline",
+                                      params, 42, &err),
+              &err);
+    exec = tu_json(text.data);
     assert_ok(wx__rpc_call(&c, "execute", exec, NULL, 0,
                            wx__deadline_after(5), &result, &err),
               &err);
@@ -624,6 +627,7 @@ static void test_request_bytes_match_the_original(void **state)
     assert_int_equal(n, (ssize_t)(first + second));
     assert_memory_equal(got, stream, first + second);
     wx__rpc_conn_release(&c);
+    wx_buf_release(&text);
     json_decref(exec);
     json_decref(params);
     json_decref(empty);
@@ -649,7 +653,9 @@ static void test_queued_requests(void **state)
     int64_t ids[2];
     wx__rpc_conn c;
     wx_error err = WX_ERROR_INIT;
-    json_t *result = NULL, *empty = json_object(), *params, *exec;
+    json_t *result = NULL, *empty = json_object(), *params;
+    wx_buf text = WX_BUF_INIT(1u << 20);
+    wx__rpc_params exec;
     char got[2048];
 
     assert_ok(wx__frame_parse_header(stream, strlen(stream), 1u << 20, &h,
@@ -664,16 +670,18 @@ static void test_queued_requests(void **state)
     assert_int_equal(pipe2(rep, O_CLOEXEC | O_NONBLOCK), 0);
     assert_ok(wx__rpc_conn_init(&c, req[1], rep[0], 1u << 20, &err), &err);
     params = tu_json("{\"alpha\": 1.0, \"name\": \"caf\xc3\xa9\"}");
-    exec = wx__wire_execute_params("simulations.test/baseline", params, 42);
+    assert_ok(wx__wire_execute_params(&text, "simulations.test/baseline",
+                                      params, 42, &err),
+              &err);
+    exec = (wx__rpc_params){.text = text.data, .len = text.len};
     room = h.content_length; /* the execute body fits exactly */
     assert_ok(wx__rpc_queue(&c, "ready", &(wx__rpc_params){.json = empty},
                             NULL, &ids[0], &err),
               &err);
-    assert_fails(wx__rpc_queue(&c, "execute", &(wx__rpc_params){.json = exec},
-                               &(size_t){room - 1}, &ids[1], &err),
+    assert_fails(wx__rpc_queue(&c, "execute", &exec, &(size_t){room - 1},
+                               &ids[1], &err),
                  WX_ETOOBIG, &err, "request");
-    assert_ok(wx__rpc_queue(&c, "execute", &(wx__rpc_params){.json = exec},
-                            &room, &ids[1], &err),
+    assert_ok(wx__rpc_queue(&c, "execute", &exec, &room, &ids[1], &err),
               &err);
     assert_int_equal(room, 0);
     assert_false(readable(req[0])); /* nothing written yet */
@@ -694,7 +702,7 @@ static void test_queued_requests(void **state)
         json_decref(result);
     }
     wx__rpc_conn_release(&c);
-    json_decref(exec);
+    wx_buf_release(&text);
     json_decref(params);
     json_decref(empty);
     close(req[0]);

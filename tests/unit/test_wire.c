@@ -140,6 +140,19 @@ static char *inband(const char *inner)
 
 /* ---- execute params ---- */
 
+/* The text of execute params, checked and given back (the caller's). */
+static char *execute_params(const char *entrypoint, const json_t *params,
+                            int64_t seed)
+{
+    wx_error err = WX_ERROR_INIT;
+    wx_buf b = WX_BUF_INIT(1u << 30);
+
+    assert_ok(wx_buf_puts(&b, "left over", &err), &err); /* reset first */
+    assert_ok(wx__wire_execute_params(&b, entrypoint, params, seed, &err),
+              &err);
+    return wx_buf_detach(&b, NULL);
+}
+
 static void test_execute_params_bytes(void **state)
 {
     static const char expected[] =
@@ -149,42 +162,39 @@ static void test_execute_params_bytes(void **state)
     const char *stream =
         json_string_value(json_object_get(vec, "stream_utf8"));
     json_t *params = tu_json("{\"alpha\": 1.0, \"name\": \"caf\\u00e9\"}");
-    json_t *call;
+    wx_error err = WX_ERROR_INIT;
+    wx_buf b = WX_BUF_INIT(1u << 30);
     char *text;
 
     (void)state;
-    call = wx__wire_execute_params("simulations.test/baseline", params, 42);
-    assert_non_null(call);
-    text = wire_text(call);
+    text = execute_params("simulations.test/baseline", params, 42);
     assert_string_equal(text, expected);
     /* The same bytes the original manager wrote (contract vector). */
     assert_non_null(stream);
     assert_non_null(strstr(stream, expected));
     wx_free(text);
-    json_decref(call);
-    /* params are borrowed: the caller's reference is the only one left. */
-    assert_int_equal(params->refcount, 1);
     json_decref(params);
 
     /* Key order entrypoint, params, seed; params in the model's order
      * (Python dict order), not sorted; seeds up to 2^63-1 exactly. */
     params = tu_json("{\"z\": 1, \"a\": \"x\", \"m\": true}");
-    call = wx__wire_execute_params("pkg.mod/baseline", params, INT64_MAX);
-    text = wire_text(call);
+    text = execute_params("pkg.mod/baseline", params, INT64_MAX);
     assert_string_equal(text, "{\"entrypoint\":\"pkg.mod/baseline\","
                               "\"params\":{\"z\":1,\"a\":\"x\",\"m\":true},"
                               "\"seed\":9223372036854775807}");
     wx_free(text);
-    json_decref(call);
     json_decref(params);
 
     params = json_object();
-    call = wx__wire_execute_params("m.x/s", params, 0);
-    text = wire_text(call);
+    text = execute_params("m.x/s", params, 0);
     assert_string_equal(text,
                         "{\"entrypoint\":\"m.x/s\",\"params\":{},\"seed\":0}");
     wx_free(text);
-    json_decref(call);
+
+    /* An entrypoint that is not UTF-8 is refused. */
+    assert_fails(wx__wire_execute_params(&b, "m.\xff/s", params, 0, &err),
+                 WX_EINVAL, &err, "UTF-8");
+    wx_buf_release(&b);
     json_decref(params);
 }
 
@@ -249,7 +259,8 @@ static void read_outputs_round_trip(bool compat)
 {
     pool_fx *f = pool_fx_new(compat);
     json_t *params = tu_json("{\"bytes\": 70000, \"payload\": \"hello\"}");
-    json_t *call = wx__wire_execute_params("sim.model/baseline", params, 7);
+    char *text = execute_params("sim.model/baseline", params, 7);
+    json_t *call = tu_json(text);
     json_t *result = NULL, *v;
     wx__worker *w = NULL;
     wx_fault fault = {0};
@@ -297,6 +308,7 @@ static void read_outputs_round_trip(bool compat)
     json_decref(result);
     json_decref(call);
     json_decref(params);
+    wx_free(text);
     wx_fault_release(&fault);
     pool_fx_free(f);
 }

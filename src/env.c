@@ -1079,19 +1079,29 @@ static void release_views(const wx_agg_task *task, wx_sim_return *v)
     wx_free(v);
 }
 
+/* run_extra() as a wx__meanwhile: `ctx` is the `extra` pointer. */
+static void extra_meanwhile(void *ctx)
+{
+    run_extra(ctx);
+}
+
+/* `*extra` runs while the first worker aggregates (see ids_job). */
 static int aggregate_attempts(wx_env *env, const wx__resolved *b,
                               const wx_agg_task *task, wx_sim_return *reps,
+                              const wx__meanwhile **extra,
                               wx_agg_return *ret, wx_fault *fault,
                               wx_error *err)
 {
+    wx__meanwhile mw = {extra_meanwhile, (void *)extra};
+
     for (int attempts = 1;; attempts++) {
         int rc;
 
         wx_fault_release(fault);
-        rc = wx_pool_aggregate(env->pool, &b->runner.spec,
-                               task->target_entrypoint, reps,
-                               task->n_sim_returns, task->target_data, ret,
-                               fault, err);
+        rc = wx__pool_aggregate(env->pool, &b->runner.spec,
+                                task->target_entrypoint, reps,
+                                task->n_sim_returns, task->target_data, &mw,
+                                ret, fault, err);
         if (!rc || attempts > env->max_retries || !retryable(rc, fault))
             return rc;
         wx__log(WX_LOG_WARN, "aggregation %s: attempt %d failed (%s), "
@@ -1157,8 +1167,10 @@ static int outside_failure(int rc, wx_fault *fault)
     return rc;
 }
 
-int wx_env_run_aggregation(wx_env *env, const wx_agg_task *task,
-                           wx_agg_return *ret, wx_fault *fault, wx_error *err)
+/* wx_env_run_aggregation(); `*extra` as for aggregate_attempts(). */
+static int run_aggregation(wx_env *env, const wx_agg_task *task,
+                           const wx__meanwhile **extra, wx_agg_return *ret,
+                           wx_fault *fault, wx_error *err)
 {
     char id[WX_AGG_ID_LEN + 1], digest[WX_ID_LEN + 1];
     const wx__resolved *b = NULL;
@@ -1182,8 +1194,8 @@ int wx_env_run_aggregation(wx_env *env, const wx_agg_task *task,
         /* A replicate's stored output is missing or damaged. */
         outside_failure(WX_EIO, fault);
     } else {
-        rc = aggregate_attempts(env, b, task, view.sim_returns, ret, fault,
-                                err);
+        rc = aggregate_attempts(env, b, task, view.sim_returns, extra, ret,
+                                fault, err);
     }
     if (!rc) {
         memcpy(ret->aggregation_id, id, sizeof(id));
@@ -1196,6 +1208,22 @@ int wx_env_run_aggregation(wx_env *env, const wx_agg_task *task,
     release_views(task, view.sim_returns);
     wx_fault_release(&own);
     return rc;
+}
+
+int wx__env_run_aggregation(wx_env *env, const wx_agg_task *task,
+                            const wx__meanwhile *mw, wx_agg_return *ret,
+                            wx_fault *fault, wx_error *err)
+{
+    int rc = run_aggregation(env, task, &mw, ret, fault, err);
+
+    run_extra(&mw); /* no worker aggregated: the caller's work now */
+    return rc;
+}
+
+int wx_env_run_aggregation(wx_env *env, const wx_agg_task *task,
+                           wx_agg_return *ret, wx_fault *fault, wx_error *err)
+{
+    return wx__env_run_aggregation(env, task, NULL, ret, fault, err);
 }
 
 /* ---- the environment ---- */

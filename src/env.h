@@ -122,6 +122,12 @@ void wx__env_execute_batch(wx_env *env, const wx__env_job *const *jobs,
                            size_t n, const wx__meanwhile *mw,
                            wx__env_outcome *outs, wx_sim_return *const *rets);
 
+/* wx_env_run_aggregation(), running `mw` (may be NULL) once: while the
+ * worker aggregates, or after when no worker did. */
+int wx__env_run_aggregation(wx_env *env, const wx_agg_task *task,
+                            const wx__meanwhile *mw, wx_agg_return *ret,
+                            wx_fault *fault, wx_error *err);
+
 /* A task's sim_root (config and env included) and task_id (with the
  * requested outputs). */
 typedef struct wx__task_ids {

@@ -728,16 +728,19 @@ static int pool_receive(wx_pool *p, wx__worker *w, int64_t id,
     return rc;
 }
 
+/* A whole call; `mw` (may be NULL) runs while the worker works. */
 static int pool_call(wx_pool *p, wx__worker *w, const char *method,
                      const wx__rpc_params *params, const struct iovec *att,
-                     size_t n_att, json_t **result, wx_fault *fault,
-                     wx_error *err)
+                     size_t n_att, const wx__meanwhile *mw, json_t **result,
+                     wx_fault *fault, wx_error *err)
 {
     int64_t deadline = wx__deadline_after(p->o.task_timeout), id;
     int rc = pool_send(p, w, method, params, att, n_att, deadline, &id, fault,
                        err);
 
     *result = NULL;
+    if (!rc && mw)
+        mw->fn(mw->ctx);
     return rc ? rc : pool_receive(p, w, id, deadline, result, fault, err);
 }
 
@@ -746,7 +749,7 @@ int wx__pool_call(wx_pool *p, wx__worker *w, const char *method,
                   json_t **result, wx_fault *fault, wx_error *err)
 {
     return pool_call(p, w, method, &(wx__rpc_params){.json = params}, att,
-                     n_att, result, fault, err);
+                     n_att, NULL, result, fault, err);
 }
 
 void wx__pool_fail(wx_pool *p, wx__worker *w, int rc, wx_fault *fault,
@@ -1108,11 +1111,11 @@ static size_t attachments_needed(const wx_sim_return *sim_returns, size_t n)
     return WX_MAX(1, WX_MIN(outputs, (size_t)WX_FRAME_ATT_MAX));
 }
 
-int wx_pool_aggregate(wx_pool *p, const wx_worker_spec *spec,
-                      const char *target_entrypoint,
-                      const wx_sim_return *sim_returns, size_t n,
-                      const json_t *target_data, wx_agg_return *ret,
-                      wx_fault *fault, wx_error *err)
+int wx__pool_aggregate(wx_pool *p, const wx_worker_spec *spec,
+                       const char *target_entrypoint,
+                       const wx_sim_return *sim_returns, size_t n,
+                       const json_t *target_data, const wx__meanwhile *mw,
+                       wx_agg_return *ret, wx_fault *fault, wx_error *err)
 {
     struct iovec *att = wx__calloc(attachments_needed(sim_returns, n),
                                    sizeof(*att));
@@ -1132,7 +1135,7 @@ int wx_pool_aggregate(wx_pool *p, const wx_worker_spec *spec,
         rc = pool_call(p, w, "aggregate",
                        &(wx__rpc_params){.text = params.data,
                                          .len = params.len},
-                       att, n_att, &result, fault, err);
+                       att, n_att, mw, &result, fault, err);
     if (!rc) {
         rc = wx__wire_read_agg_result(result, n, ret, err);
         if (rc == WX_EPROTO)
@@ -1147,4 +1150,14 @@ int wx_pool_aggregate(wx_pool *p, const wx_worker_spec *spec,
     json_decref(result);
     wx_free(att);
     return rc;
+}
+
+int wx_pool_aggregate(wx_pool *p, const wx_worker_spec *spec,
+                      const char *target_entrypoint,
+                      const wx_sim_return *sim_returns, size_t n,
+                      const json_t *target_data, wx_agg_return *ret,
+                      wx_fault *fault, wx_error *err)
+{
+    return wx__pool_aggregate(p, spec, target_entrypoint, sim_returns, n,
+                              target_data, NULL, ret, fault, err);
 }

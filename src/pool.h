@@ -73,6 +73,14 @@ int64_t wx__pool_task_deadline(const wx_pool *p);
  * when max_tasks_per_worker is 0). */
 int64_t wx__worker_tasks_left(const wx_pool *p, const wx__worker *w);
 
+/* wx_pool_aggregate(), running `mw` (may be NULL) once the request is
+ * out, while the worker aggregates. */
+int wx__pool_aggregate(wx_pool *p, const wx_worker_spec *spec,
+                       const char *target_entrypoint,
+                       const wx_sim_return *sim_returns, size_t n,
+                       const json_t *target_data, const wx__meanwhile *mw,
+                       wx_agg_return *ret, wx_fault *fault, wx_error *err);
+
 /* Whether a call failed the worker (it is stopped; release retires it). */
 bool wx__worker_failed(const wx__worker *w);
 

@@ -214,12 +214,15 @@ static job *take_job(lane *ln)
     return j;
 }
 
-static void run_agg(local *l, job *j)
+/* Run an aggregation; the lane's meanwhile runs while the worker works. */
+static void run_agg(lane *ln, job *j)
 {
+    wx__meanwhile mw = {meanwhile, ln};
     wx_error err = WX_ERROR_INIT;
     wx_fault fault = {0};
     wx_agg_return ret;
-    int rc = wx_env_run_aggregation(l->env, &j->agg, &ret, &fault, &err);
+    int rc = wx__env_run_aggregation(ln->l->env, &j->agg, &mw, &ret, &fault,
+                                     &err);
 
     j->agg_done(j->user, &ret, rc, &err, &fault);
     wx_fault_release(&fault);
@@ -287,8 +290,7 @@ static void run_job(lane *ln, job *j)
             wx_sim_return_release(&j->ret);
         cancel_job(j);
     } else if (j->is_agg) {
-        complete_ran(ln);
-        run_agg(l, j);
+        run_agg(ln, j);
     } else {
         job *js[WX__BATCH_MAX] = {j};
 

@@ -2313,6 +2313,41 @@ static int aggregate(fx *f, const wx_agg_task *a, wx_agg_return *ret,
 
 /* 10 replicates whose outputs are all in the CAS (the original failed
  * here before calling the evaluator). */
+/*
+ * The caller's work during an aggregation runs exactly once: while the
+ * worker aggregates, or after a cache hit, when no worker ran.
+ */
+static void test_aggregation_with_meanwhile(void **state)
+{
+    fx *f = *state;
+    char ref[WX_DIGEST_LEN + 1];
+    step_probe p = {.f = f};
+    wx__meanwhile mw = {probe, &p};
+    wx_sim_return *reps;
+    wx_agg_task a = {0};
+    wx_agg_return ret;
+    wx_error err = WX_ERROR_INIT;
+
+    fx_fake_bundle(f, ref, NULL);
+    fx_env(f);
+    reps = run_replicates(f, ref, SIM_EP, "{\"bytes\": 10}", 3);
+    make_agg(&a, ref, "targets.t:loss", reps, 3, NULL);
+    assert_ok(wx__env_run_aggregation(f->env, &a, &mw, &ret, NULL, &err),
+              &err);
+    assert_true(ret.loss == 3.0);
+    assert_int_equal(p.calls, 1);
+    assert_int_equal(p.busy, 1);
+    wx_agg_return_release(&ret);
+    p.calls = 0;
+    assert_ok(wx__env_run_aggregation(f->env, &a, &mw, &ret, NULL, &err),
+              &err);
+    assert_int_equal(p.calls, 1);
+    assert_int_equal(p.busy, 0);
+    wx_agg_return_release(&ret);
+    wx_agg_task_release(&a);
+    free_results(reps, 3);
+}
+
 static void test_aggregation_over_cas_outputs(void **state)
 {
     fx *f = *state;
@@ -2909,6 +2944,7 @@ int main(void)
         M(test_run_compat_worker),
         M(test_run_threads),
         M(test_run_sir),
+        M(test_aggregation_with_meanwhile),
         M(test_aggregation_over_cas_outputs),
         M(test_aggregation_missing_object),
         T(test_aggregation_sir_cas_equals_inline),

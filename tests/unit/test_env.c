@@ -1486,6 +1486,13 @@ static void make_tasks(wx_task *t, size_t n, const char *ref,
     }
 }
 
+/* Task i of make_tasks() succeeded with its own output. */
+static void expect_task_ok(const wx_sim_return *r, int rc, size_t i)
+{
+    assert_int_equal(rc, 0);
+    check_pattern(output_named(r, "out")->art.data, 10, 10 + (int64_t)i);
+}
+
 static void release_tasks(wx_task *t, wx_sim_return *r, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -1515,9 +1522,7 @@ static void test_batch_on_one_worker(void **state)
     assert_int_equal(p.calls, 1);
     assert_int_equal(p.busy, 1);
     for (size_t i = 0; i < 6; i++) {
-        assert_int_equal(rcs[i], 0);
-        check_pattern(output_named(&r[i], "out")->art.data, 10,
-                      10 + (int64_t)i);
+        expect_task_ok(&r[i], rcs[i], i);
         assert_int_equal(metric(&r[i], "attempts"), 1);
         wx_sim_return_release(&r[i]);
         assert_true(wx__env_begin(f->env, &t[i], &j, &r[i]));
@@ -1556,8 +1561,7 @@ static void test_batch_worker_crash(void **state)
             assert_int_equal(metric(&r[i], "attempts"),
                              crashed && retries ? 2 : 1);
             if (!rcs[i])
-                check_pattern(output_named(&r[i], "out")->art.data, 10,
-                              10 + (int64_t)i);
+                expect_task_ok(&r[i], rcs[i], i);
         }
         assert_int_equal(health_int(f, "workers", "crashed"), 1);
         assert_int_equal(health_int(f, "workers", "spawned"), 2);
@@ -1580,11 +1584,8 @@ static void test_batch_within_max_tasks_per_worker(void **state)
     fx_env(f);
     make_tasks(t, 5, ref, NULL);
     run_batch(f, t, 5, &p, r, rcs);
-    for (size_t i = 0; i < 5; i++) {
-        assert_int_equal(rcs[i], 0);
-        check_pattern(output_named(&r[i], "out")->art.data, 10,
-                      10 + (int64_t)i);
-    }
+    for (size_t i = 0; i < 5; i++)
+        expect_task_ok(&r[i], rcs[i], i);
     /* 2 + 2 + 1 tasks. */
     assert_int_equal(health_int(f, "workers", "spawned"), 3);
     release_tasks(t, r, 5);
@@ -1616,8 +1617,7 @@ static void test_batch_timeout(void **state)
     assert_int_equal(rcs[1], 0);
     assert_int_equal(rcs[2], WX_ETIMEDOUT);
     assert_string_equal(r[2].error->error_type, "Timeout");
-    assert_int_equal(rcs[3], 0);
-    check_pattern(output_named(&r[3], "out")->art.data, 10, 13);
+    expect_task_ok(&r[3], rcs[3], 3);
     assert_int_equal(metric(&r[3], "attempts"), 1);
     assert_int_equal(health_int(f, "workers", "spawned"), 2);
     release_tasks(t, r, 4);

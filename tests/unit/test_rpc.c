@@ -577,33 +577,61 @@ static void test_parse_reply(void **state)
 }
 
 /*
- * The request bytes equal the original manager's: the first two frames
- * of contracts.json "jsonrpc_parent_frames" (ids 1 and 2).
+ * The first two frames of contracts.json "jsonrpc_parent_frames" (the
+ * original manager's ready and execute, ids 1 and 2): the stream, each
+ * frame's length and the execute body's.
  */
-static void test_request_bytes_match_the_original(void **state)
+static const char *parent_frames(size_t *first, size_t *second,
+                                 size_t *execute_body)
 {
     json_t *vec = json_object_get(tu_vectors(), "jsonrpc_parent_frames");
     const char *stream = json_string_value(json_object_get(vec,
                                                            "stream_utf8"));
     static wx__frame_header h;
-    size_t used, first, second;
-    int req[2], rep[2];
-    wx__rpc_conn c;
     wx_error err = WX_ERROR_INIT;
-    json_t *result = NULL, *empty = json_object(), *params, *exec;
-    wx_buf text = WX_BUF_INIT(1u << 20);
-    char got[1024];
-    ssize_t n;
+    size_t used;
 
     assert_non_null(stream);
     assert_ok(wx__frame_parse_header(stream, strlen(stream), 1u << 20, &h,
                                      &used, &err),
               &err);
-    first = used + h.content_length;
-    assert_ok(wx__frame_parse_header(stream + first, strlen(stream) - first,
-                                     1u << 20, &h, &used, &err),
+    *first = used + h.content_length;
+    assert_ok(wx__frame_parse_header(stream + *first,
+                                     strlen(stream) - *first, 1u << 20, &h,
+                                     &used, &err),
               &err);
-    second = used + h.content_length;
+    *second = used + h.content_length;
+    *execute_body = h.content_length;
+    return stream;
+}
+
+/* The text of the execute params of those frames. */
+static void vector_execute_params(wx_buf *text)
+{
+    json_t *params = tu_json("{\"alpha\": 1.0, \"name\": \"caf\xc3\xa9\"}");
+    wx_error err = WX_ERROR_INIT;
+
+    assert_ok(wx__wire_execute_params(text, "simulations.test/baseline",
+                                      params, 42, &err),
+              &err);
+    json_decref(params);
+}
+
+/*
+ * The request bytes equal the original manager's: the first two frames
+ * of contracts.json "jsonrpc_parent_frames" (ids 1 and 2).
+ */
+static void test_request_bytes_match_the_original(void **state)
+{
+    size_t first, second, body;
+    const char *stream = parent_frames(&first, &second, &body);
+    int req[2], rep[2];
+    wx__rpc_conn c;
+    wx_error err = WX_ERROR_INIT;
+    json_t *result = NULL, *empty = json_object(), *exec;
+    wx_buf text = WX_BUF_INIT(1u << 20);
+    char got[1024];
+    ssize_t n;
 
     assert_int_equal(pipe2(req, O_CLOEXEC | O_NONBLOCK), 0);
     assert_int_equal(pipe2(rep, O_CLOEXEC | O_NONBLOCK), 0);
@@ -614,10 +642,7 @@ static void test_request_bytes_match_the_original(void **state)
                            &result, &err),
               &err);
     json_decref(result);
-    params = tu_json("{\"alpha\": 1.0, \"name\": \"caf\xc3\xa9\"}");
-    assert_ok(wx__wire_execute_params(&text, "simulations.test/baseline",
-                                      params, 42, &err),
-              &err);
+    vector_execute_params(&text);
     exec = tu_json(text.data);
     assert_ok(wx__rpc_call(&c, "execute", exec, NULL, 0,
                            wx__deadline_after(5), &result, &err),
@@ -629,7 +654,6 @@ static void test_request_bytes_match_the_original(void **state)
     wx__rpc_conn_release(&c);
     wx_buf_release(&text);
     json_decref(exec);
-    json_decref(params);
     json_decref(empty);
     close(req[0]);
     close(req[1]);
@@ -644,37 +668,23 @@ static void test_request_bytes_match_the_original(void **state)
  */
 static void test_queued_requests(void **state)
 {
-    json_t *vec = json_object_get(tu_vectors(), "jsonrpc_parent_frames");
-    const char *stream = json_string_value(json_object_get(vec,
-                                                           "stream_utf8"));
-    static wx__frame_header h;
-    size_t used, first, second, room;
+    size_t first, second, room;
+    const char *stream = parent_frames(&first, &second, &room);
     int req[2], rep[2];
     int64_t ids[2];
     wx__rpc_conn c;
     wx_error err = WX_ERROR_INIT;
-    json_t *result = NULL, *empty = json_object(), *params;
+    json_t *result = NULL, *empty = json_object();
     wx_buf text = WX_BUF_INIT(1u << 20);
     wx__rpc_params exec;
     char got[2048];
 
-    assert_ok(wx__frame_parse_header(stream, strlen(stream), 1u << 20, &h,
-                                     &used, &err),
-              &err);
-    first = used + h.content_length;
-    assert_ok(wx__frame_parse_header(stream + first, strlen(stream) - first,
-                                     1u << 20, &h, &used, &err),
-              &err);
-    second = used + h.content_length;
     assert_int_equal(pipe2(req, O_CLOEXEC | O_NONBLOCK), 0);
     assert_int_equal(pipe2(rep, O_CLOEXEC | O_NONBLOCK), 0);
     assert_ok(wx__rpc_conn_init(&c, req[1], rep[0], 1u << 20, &err), &err);
-    params = tu_json("{\"alpha\": 1.0, \"name\": \"caf\xc3\xa9\"}");
-    assert_ok(wx__wire_execute_params(&text, "simulations.test/baseline",
-                                      params, 42, &err),
-              &err);
+    vector_execute_params(&text);
     exec = (wx__rpc_params){.text = text.data, .len = text.len};
-    room = h.content_length; /* the execute body fits exactly */
+    /* room: the execute body fits exactly */
     assert_ok(wx__rpc_queue(&c, "ready", &(wx__rpc_params){.json = empty},
                             NULL, &ids[0], &err),
               &err);
@@ -703,7 +713,6 @@ static void test_queued_requests(void **state)
     }
     wx__rpc_conn_release(&c);
     wx_buf_release(&text);
-    json_decref(params);
     json_decref(empty);
     close(req[0]);
     close(req[1]);

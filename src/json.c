@@ -676,9 +676,12 @@ bool wx__utf8_valid(const char *s, size_t len)
         size_t n;
 
         /* Eight ASCII bytes at a time: most strings are all ASCII. */
-        if (end - p >= 8 && (memcpy(&v, p, 8), !(v & 0x8080808080808080ull))) {
-            p += 8;
-            continue;
+        if (end - p >= 8) {
+            memcpy(&v, p, 8);
+            if (!(v & 0x8080808080808080ull)) {
+                p += 8;
+                continue;
+            }
         }
         n = utf8_seq_len(p, end);
 

@@ -1079,15 +1079,17 @@ int wx_pool_execute(wx_pool *p, const wx_worker_spec *spec,
                     int64_t seed, wx_blob **outputs, size_t *n_outputs,
                     wx_fault *fault, wx_error *err)
 {
-    int64_t deadline = wx__pool_task_deadline(p), id;
+    int64_t deadline = 0, id;
     json_t *result = NULL;
     const wx__outputs *raw;
     wx__worker *w = NULL;
     int rc = wx__pool_lease(p, spec, &w, fault, err);
 
-    if (!rc)
+    if (!rc) {
+        deadline = wx__pool_task_deadline(p); /* a start is not the task's */
         rc = wx__pool_queue_execute(w, entrypoint, params, seed, NULL, &id,
                                     err);
+    }
     if (!rc)
         rc = wx__pool_flush(p, w, fault, err);
     if (!rc)

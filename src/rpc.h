@@ -4,7 +4,7 @@
  *
  * A connection belongs to one thread at a time (the pool's lease).
  * Received attachments live in the connection's frame and stay valid
- * until its next call.
+ * until the next reply is read.
  */
 #ifndef WX_RPC_H
 #define WX_RPC_H

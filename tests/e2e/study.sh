@@ -107,9 +107,10 @@ kill_and_resume() {
 # Big enough that the kill lands mid-study even on a fast or loaded machine.
 study "$TMP/big.json" 100 10
 kill_and_resume "$SIR_PY" "$TMP/big.json" 1000 python
-# The native model is fast: give it enough work for the kill to land.
-study "$TMP/huge.json" 400 10
-kill_and_resume "$SIR" "$TMP/huge.json" 4000 native
+# The native model is fast (4,000 tasks take under a second since tasks
+# go to workers in batches): give it enough work for the kill to land.
+study "$TMP/huge.json" 1500 10
+kill_and_resume "$SIR" "$TMP/huge.json" 15000 native
 
 # --- SIGINT: stops cleanly, everything done is recorded, exit 130 --------
 rm -f "$TMP/int.db"
